@@ -1,0 +1,44 @@
+# bookd: `make run` and `make test` do all the set-up (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/pip install -q --disable-pip-version-check
+# This machine's pip config names local mirrors that may be absent; hide only that warning.
+QUIET_PIP := 2> >(grep -v "is ignored: it is neither" >&2)
+
+.PHONY: run test lint bench venv localstack-up localstack-down provision clean
+
+# The app's virtual environment, rebuilt when a requirements file changes.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "bookd needs Python 3.11 ($(PYTHON)); set PYTHON=..." >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -r requirements.txt -r requirements-dev.txt $(QUIET_PIP)
+	$(PIP) --no-deps -e . $(QUIET_PIP)
+	$(BIN)/python -c "import bookd, flask, gunicorn, boto3, sqs_listener, prometheus_client, supervisor"
+	touch $@
+
+venv: $(STAMP)
+
+localstack-up:
+	scripts/localstack.sh up
+
+localstack-down:
+	scripts/localstack.sh down
+
+provision: venv localstack-up
+	$(BIN)/bookd provision
+
+run: provision
+	$(BIN)/bookd listen
+
+test: venv localstack-up lint
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check bookd tests gunicorn_conf.py
+	$(BIN)/ruff format --check bookd tests gunicorn_conf.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,127 @@
+"""The ``bookd`` command: provision, listen, send a book, look at a queue."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import uuid
+from types import FrameType
+
+import click
+
+from bookd.config import Settings
+from bookd.errors import BookdError
+
+log = logging.getLogger("bookd")
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+    )
+    # botocore logs every retry at INFO; our own lines already say what failed.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """bookd: books from an SQS FIFO queue to S3, announced on a second queue."""
+    try:
+        settings = Settings.from_env()
+    except BookdError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _setup_logging(settings)
+    ctx.obj = settings
+
+
+@main.command()
+@click.pass_obj
+def provision(settings: Settings) -> None:
+    """Create the buckets and queues (idempotent)."""
+    from bookd.provision import provision as run_provision
+
+    try:
+        result = run_provision(settings)
+    except BookdError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"buckets: {', '.join(result.buckets)}")
+    click.echo(f"input queue: {result.input_queue_url}")
+    click.echo(f"output queue: {result.output_queue_url}")
+    click.echo(f"dead-letter queue: {result.dead_letter_queue_url}")
+
+
+@main.command()
+@click.pass_obj
+def listen(settings: Settings) -> None:
+    """Run the listener in the foreground until SIGTERM or Ctrl-C."""
+    from bookd.listener import BookListener
+
+    listener = BookListener(settings)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Only record: the first signal is a warm stop, a second one a cold stop.
+        if listener.stopping:
+            listener.abort()
+        else:
+            listener.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    listener.listen()
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.File("r"))
+@click.option(
+    "--group",
+    default="books",
+    show_default=True,
+    help="FIFO message group; books in one group are processed in order.",
+)
+@click.pass_obj
+def send(settings: Settings, files: tuple[click.utils.LazyFile, ...], group: str) -> None:
+    """Send book JSON files (or - for standard input) to the input queue."""
+    from bookd.aws import Outgoing, Queue, make_client
+
+    queue = Queue(make_client(settings, "sqs"), settings.input_queue)
+    for handle in files:
+        body = handle.read()
+        # A fresh id per send: sending the same file twice means two books.
+        queue.send(Outgoing(ref="cli", body=body, group_id=group, dedup_id=uuid.uuid4().hex))
+        click.echo(f"sent {handle.name} to {settings.input_queue} (group {group})")
+
+
+@main.command()
+@click.argument("which", type=click.Choice(["output", "dead-letter", "input"]))
+@click.option("--max", "limit", default=10, show_default=True, help="Messages to show.")
+@click.option("--delete", is_flag=True, help="Delete what is shown instead of leaving it.")
+@click.pass_obj
+def peek(settings: Settings, which: str, limit: int, delete: bool) -> None:
+    """Show messages waiting in a queue (with their dead-letter reason, if any)."""
+    from bookd.aws import Queue, make_client
+
+    name = {
+        "output": settings.output_queue,
+        "dead-letter": settings.dead_letter_queue,
+        "input": settings.input_queue,
+    }[which]
+    queue = Queue(make_client(settings, "sqs"), name)
+    shown = 0
+    while shown < limit:
+        # Visibility 0 leaves the messages where they are for the next reader.
+        received = queue.receive(wait_time=1, visibility_timeout=None if delete else 0)
+        batch = received[: limit - shown]
+        for m in batch:
+            attrs = {k: v.get("StringValue") for k, v in m.message_attributes.items()}
+            click.echo(
+                json.dumps({"group": m.group_id, "body": m.body, **attrs}, ensure_ascii=False)
+            )
+            shown += 1
+        if not received or not delete:
+            break  # without delete, the next receive would return the same messages
+        queue.delete_batch(batch)
+    if shown == 0:
+        click.echo(f"{name} is empty", err=True)

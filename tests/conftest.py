@@ -1,0 +1,65 @@
+"""Fixtures: a real LocalStack (started by `make localstack-up`), unique names per test."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import requests
+
+from bookd.config import Settings
+from bookd.listener import BookListener
+from bookd.provision import provision
+from tests.support import Queues, remove_resources, unique_settings
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    """Settings from the environment, with a short long-poll so listeners stop quickly."""
+    settings = Settings.from_env().replace(wait_time=1)
+    try:
+        health = requests.get(f"{settings.endpoint_url}/_localstack/health", timeout=3).json()
+    except requests.RequestException as exc:
+        pytest.exit(
+            f"LocalStack is not answering at {settings.endpoint_url} ({exc}); "
+            "run `make localstack-up` first",
+            returncode=3,
+        )
+    assert health["services"].get("s3") in ("available", "running"), health
+    return settings
+
+
+@pytest.fixture
+def settings(base_settings: Settings):
+    """Provisioned queues and buckets of this test only, removed afterwards."""
+    settings = unique_settings(base_settings, visibility_timeout=10)
+    try:
+        provision(settings)
+        yield settings
+    finally:
+        remove_resources(settings)
+
+
+@pytest.fixture
+def queues(settings: Settings) -> Queues:
+    return Queues(settings)
+
+
+@pytest.fixture
+def start_listener(settings: Settings):
+    """Start BookListeners in threads of this process; all are stopped after the test."""
+    started: list[tuple[BookListener, threading.Thread]] = []
+
+    def start(listener_settings: Settings | None = None, cls: type = BookListener) -> BookListener:
+        listener = cls(listener_settings or settings)
+        thread = threading.Thread(target=listener.listen, daemon=True)
+        thread.start()
+        started.append((listener, thread))
+        return listener
+
+    yield start
+    for listener, _ in started:
+        listener.stop()
+    for _, thread in started:
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the listener did not stop within 30 s of stop()"
