@@ -30,15 +30,17 @@ localstack-down:
 provision: venv localstack-up
 	$(BIN)/bookd provision
 
+# The whole supervised stack in the foreground: supervisord -> Gunicorn -> listener.
 run: provision
-	$(BIN)/bookd listen
+	mkdir -p var
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/supervisord -n -c deploy/supervisord.conf
 
 test: venv localstack-up lint
 	$(BIN)/pytest
 
 lint: venv
-	$(BIN)/ruff check bookd tests gunicorn_conf.py
-	$(BIN)/ruff format --check bookd tests gunicorn_conf.py
+	$(BIN)/ruff check bookd tests bench gunicorn_conf.py
+	$(BIN)/ruff format --check bookd tests bench gunicorn_conf.py
 
 clean:
 	rm -rf $(VENV) var

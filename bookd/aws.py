@@ -38,7 +38,12 @@ def transient(exc: Exception, action: str) -> TransientError:
 
 
 def make_client(
-    settings: Settings, service: str, *, read_timeout: float | None = None, pool: int = 10
+    settings: Settings,
+    service: str,
+    *,
+    read_timeout: float | None = None,
+    pool: int = 10,
+    attempts: int = 3,
 ) -> Any:
     """A boto3 client for ``service`` that sends every call to the configured endpoint."""
     config = Config(
@@ -46,7 +51,7 @@ def make_client(
         connect_timeout=settings.check_timeout,
         # A long poll holds the connection for wait_time seconds; the read must outlast it.
         read_timeout=read_timeout if read_timeout is not None else settings.wait_time + 10,
-        retries={"mode": "standard", "max_attempts": 3},
+        retries={"mode": "standard", "max_attempts": attempts},
         max_pool_connections=pool,
         # LocalStack serves buckets by path; AWS accepts both.
         s3={"addressing_style": "path"} if settings.endpoint_url else None,

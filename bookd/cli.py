@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
+import sys
 import uuid
-from types import FrameType
 
 import click
 
@@ -54,23 +53,22 @@ def provision(settings: Settings) -> None:
 
 
 @main.command()
+@click.option("--owner", type=int, help="Stop when this pid (the Gunicorn master) is gone.")
 @click.pass_obj
-def listen(settings: Settings) -> None:
+def listen(settings: Settings, owner: int | None) -> None:
     """Run the listener in the foreground until SIGTERM or Ctrl-C."""
-    from bookd.listener import BookListener
+    from bookd.listener import BookListener, install_stop_signals
+    from bookd.supervision import EXIT_LOCKED, LOCK_WAIT, StateDir, StatusReporter, flock
 
-    listener = BookListener(settings)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        # Only record: the first signal is a warm stop, a second one a cold stop.
-        if listener.stopping:
-            listener.abort()
-        else:
-            listener.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    listener.listen()
+    state = StateDir(settings.state_dir)
+    state.path.mkdir(parents=True, exist_ok=True)
+    with flock(state.lock, timeout=LOCK_WAIT) as mine:
+        if not mine:
+            click.echo(f"bookd: another listener holds {state.lock}; not starting", err=True)
+            sys.exit(EXIT_LOCKED)
+        listener = BookListener(settings, on_tick=StatusReporter(settings, owner_pid=owner))
+        install_stop_signals(listener)
+        listener.listen()
 
 
 @main.command()

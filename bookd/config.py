@@ -49,6 +49,18 @@ DEFAULT_CHECK_TIMEOUT = 2.0
 
 DEFAULT_BIND = "127.0.0.1:8000"
 DEFAULT_WORKERS = 2
+DEFAULT_THREADS = 4
+"""Request threads per Gunicorn worker, so one slow check never holds up the rest."""
+
+DEFAULT_MAX_REQUESTS = 0
+"""Requests after which a Gunicorn worker is replaced; 0 never replaces it."""
+
+DEFAULT_TIMEOUT = 30
+"""Seconds Gunicorn waits for a silent worker before killing it."""
+
+DEFAULT_GRACEFUL_TIMEOUT = 25
+"""Seconds workers get to finish on stop; below supervisord's stopwaitsecs (40)."""
+
 DEFAULT_STATE_DIR = "var/run"
 """Lock file, listener status and Prometheus multiprocess files live here."""
 
@@ -118,6 +130,10 @@ class Settings:
     check_timeout: float = DEFAULT_CHECK_TIMEOUT
     bind: str = DEFAULT_BIND
     workers: int = DEFAULT_WORKERS
+    threads: int = DEFAULT_THREADS
+    max_requests: int = DEFAULT_MAX_REQUESTS
+    timeout: int = DEFAULT_TIMEOUT
+    graceful_timeout: int = DEFAULT_GRACEFUL_TIMEOUT
     state_dir: Path = Path(DEFAULT_STATE_DIR)
     control_token: str | None = None
     log_level: str = "INFO"
@@ -154,6 +170,14 @@ class Settings:
             check_timeout=_float(env, "BOOKD_CHECK_TIMEOUT", DEFAULT_CHECK_TIMEOUT),
             bind=env.get("BOOKD_BIND") or DEFAULT_BIND,
             workers=_int(env, "BOOKD_WORKERS", DEFAULT_WORKERS, low=1, high=64),
+            threads=_int(env, "BOOKD_THREADS", DEFAULT_THREADS, low=1, high=64),
+            max_requests=_int(
+                env, "BOOKD_MAX_REQUESTS", DEFAULT_MAX_REQUESTS, low=0, high=10_000_000
+            ),
+            timeout=_int(env, "BOOKD_TIMEOUT", DEFAULT_TIMEOUT, low=1, high=3600),
+            graceful_timeout=_int(
+                env, "BOOKD_GRACEFUL_TIMEOUT", DEFAULT_GRACEFUL_TIMEOUT, low=1, high=3600
+            ),
             state_dir=Path(env.get("BOOKD_STATE_DIR") or DEFAULT_STATE_DIR).absolute(),
             control_token=env.get("BOOKD_CONTROL_TOKEN") or None,
             log_level=(env.get("BOOKD_LOG_LEVEL") or "INFO").upper(),
@@ -162,6 +186,11 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         """A copy with some settings changed; tests use it for unique queue and bucket names."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def metrics_dir(self) -> Path:
+        """prometheus-client's multiprocess directory, wiped at each Gunicorn start."""
+        return self.state_dir / "metrics"
 
     @property
     def all_buckets(self) -> list[str]:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import FrameType
 
 from sqs_listener import SqsListener
 
@@ -182,6 +184,7 @@ class BookListener(SqsListener):
                     exc,
                     delay,
                 )
+                self._tick()
                 self._stop.wait(delay)
                 delay = min(delay * 2, MAX_POLL_BACKOFF)
             else:
@@ -377,3 +380,17 @@ class BookListener(SqsListener):
             return HandedBack(message, exc.reason, delay)
         metrics.FAILED.labels(reason=reason).inc()
         return DeadLettered(message, reason)
+
+
+def install_stop_signals(listener: BookListener) -> None:
+    """SIGTERM or SIGINT once: warm stop. Twice: cold stop (hand back what is not started)."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Only record the request; the listener's threads act on it.
+        if listener.stopping:
+            listener.abort()
+        else:
+            listener.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)

@@ -1,0 +1,1 @@
+"""The side-by-side benchmark (`make bench`) and the loopback proxy it shares with the tests."""

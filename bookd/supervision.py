@@ -1,0 +1,294 @@
+"""One listener per lock file: the lock, starting and restarting it, and its status file.
+
+The listener process holds an exclusive ``flock`` on ``listener.lock`` for as long
+as it lives; the OS drops the lock when it dies, however it dies, so there is no
+stale pid file to clean up. Every Gunicorn worker runs a Keeper thread that starts
+a listener when the lock is free (within a second of a death), unless an operator
+stopped it. Starting is serialized by a second lock so that workers firing at once
+start one listener, not four. The listener belongs to the Gunicorn master (its
+"owner") and stops by itself when the master is gone, so a restarted master never
+finds an orphan beside its own listener.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bookd.config import Settings
+
+log = logging.getLogger(__name__)
+
+EXIT_LOCKED = 3
+"""Exit code of a listener that found the lock held by another listener."""
+
+STABLE_SECONDS = 10.0
+"""A listener that lived this long was healthy: the next restart is immediate."""
+
+MAX_RESTART_DELAY = 60.0
+"""Longest wait, in seconds, between starts of a listener that keeps dying at start."""
+
+LOCK_WAIT = 5.0
+"""Seconds a new listener tries to take the lock (a status probe may hold it briefly)."""
+
+KEEPER_INTERVAL = 1.0
+"""Seconds between a Keeper's checks of the lock."""
+
+
+class StateDir:
+    """The files through which the listener and the Gunicorn workers coordinate."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = path / "listener.lock"
+        self.spawn_lock = path / "spawn.lock"
+        self.status = path / "listener.json"
+        self.disabled = path / "listener.disabled"
+        self.restarts = path / "restarts.json"
+
+    def read_json(self, path: Path) -> dict[str, Any]:
+        try:
+            return json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def write_json(self, path: Path, data: dict[str, Any]) -> None:
+        # Write then rename, so a reader never sees half a file.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+
+
+@contextlib.contextmanager
+def flock(path: Path, *, timeout: float = 0.0, shared: bool = False) -> Iterator[bool]:
+    """Hold an OS lock on ``path`` while inside; yields whether it was taken."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.05)
+            else:
+                yield True
+                return
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def lock_is_held(state: StateDir) -> bool:
+    """Whether a listener holds the lock now."""
+    with flock(state.lock, shared=True) as free:
+        return not free
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill()
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+@dataclass(frozen=True)
+class Restarts:
+    """When the listener was last started and how many quick deaths came before."""
+
+    last_start_at: float = 0.0
+    quick_deaths: int = 0
+
+    def wait_before_start(self, now: float) -> float:
+        """Seconds to wait before the next start: 0, then 1, 2, 4... while it keeps dying."""
+        deaths = self.quick_deaths + 1 if now - self.last_start_at < STABLE_SECONDS else 0
+        if deaths == 0:
+            return 0.0
+        return max(0.0, self.last_start_at + min(2 ** (deaths - 1), MAX_RESTART_DELAY) - now)
+
+    def started(self, now: float) -> Restarts:
+        quick = now - self.last_start_at < STABLE_SECONDS
+        return Restarts(now, self.quick_deaths + 1 if quick else 0)
+
+
+# Listener processes started by this process, reaped by its Keeper so none is a zombie.
+_children: list[subprocess.Popen[bytes]] = []
+_children_lock = threading.Lock()
+
+
+def reap_children() -> None:
+    """Collect the exit status of listeners this process started and that have ended."""
+    with _children_lock:
+        for proc in list(_children):
+            code = proc.poll()
+            if code is not None:
+                _children.remove(proc)
+                if code not in (0, EXIT_LOCKED):
+                    log.warning(
+                        "Supervisor %s: listener %s exited with %s", os.getpid(), proc.pid, code
+                    )
+
+
+def start_listener(settings: Settings, *, owner_pid: int, now: bool = False) -> int | None:
+    """Start a listener unless one runs, an operator stopped it, or a restart delay is due.
+
+    ``now`` skips the restart delay (an operator asked). Returns the new pid, if any.
+    """
+    state = StateDir(settings.state_dir)
+    with flock(state.spawn_lock) as mine:
+        if not mine or state.disabled.exists() or lock_is_held(state):
+            return None
+        previous = state.read_json(state.status).get("pid")
+        if previous and not pid_alive(previous):
+            from bookd import metrics  # imported late: the multiprocess dir must be set first
+
+            metrics.mark_dead(previous)
+        restarts = Restarts(**state.read_json(state.restarts))
+        moment = time.time()
+        if not now and restarts.wait_before_start(moment) > 0:
+            return None
+        restarts = Restarts(moment, 0) if now else restarts.started(moment)
+        state.write_json(state.restarts, asdict(restarts))
+        command = [sys.executable, "-m", "bookd", "listen", "--owner", str(owner_pid)]
+        proc = subprocess.Popen(command)
+        with _children_lock:
+            _children.append(proc)
+        # Hold the spawn lock until the new listener holds its own, so no one starts a second.
+        deadline = time.monotonic() + LOCK_WAIT + 5
+        while proc.poll() is None and not lock_is_held(state) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log.info("Supervisor %s: started listener %s", os.getpid(), proc.pid)
+        return proc.pid
+
+
+def stop_listener(settings: Settings) -> int | None:
+    """Stop the listener and keep it stopped until start; returns the pid signalled."""
+    state = StateDir(settings.state_dir)
+    state.disabled.touch()
+    pid = state.read_json(state.status).get("pid")
+    if pid and lock_is_held(state) and pid_alive(pid):
+        # The status file is written by the lock holder, so this pid is the listener.
+        os.kill(pid, 15)
+        return pid
+    return None
+
+
+def wait_for_listener_exit(settings: Settings, *, timeout: float) -> bool:
+    """Wait until no listener holds the lock; False if one still did at the timeout."""
+    state = StateDir(settings.state_dir)
+    deadline = time.monotonic() + timeout
+    while lock_is_held(state):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def enable_listener(settings: Settings) -> None:
+    """Undo stop_listener: Keepers start the listener again, without a restart delay."""
+    state = StateDir(settings.state_dir)
+    state.write_json(state.restarts, asdict(Restarts()))
+    state.disabled.unlink(missing_ok=True)
+
+
+def listener_status(settings: Settings) -> dict[str, Any]:
+    """State (running, starting, stopping, stopped, restarting), pid and times of the listener."""
+    state = StateDir(settings.state_dir)
+    held = lock_is_held(state)
+    status = state.read_json(state.status)
+    disabled = state.disabled.exists()
+    reported = status.get("state")
+    if held:
+        if disabled or reported == "stopping":
+            name = "stopping"
+        else:
+            name = "running" if reported == "running" else "starting"
+    elif disabled:
+        name = "stopped"
+    else:
+        name = "restarting" if status else "starting"
+    restarts = Restarts(**state.read_json(state.restarts))
+    return {
+        "state": name,
+        "pid": status.get("pid") if held else None,
+        "started_at": _iso(status.get("started_at")) if held else None,
+        "last_poll_at": _iso(status.get("last_poll_at")),
+        "quick_restarts": restarts.quick_deaths,
+    }
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+class Keeper(threading.Thread):
+    """Runs in each Gunicorn worker: starts a listener whenever the lock is free."""
+
+    def __init__(self, settings: Settings, *, owner_pid: int, alive: Callable[[], bool]) -> None:
+        super().__init__(name="listener-keeper", daemon=True)
+        self.settings = settings
+        self.owner_pid = owner_pid
+        self.alive = alive
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(KEEPER_INTERVAL) and self.alive():
+            try:
+                reap_children()
+                start_listener(self.settings, owner_pid=self.owner_pid)
+            except Exception:  # logged top-level loop: the keeper must outlive any one error
+                log.exception("Supervisor %s: keeper check failed", os.getpid())
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+class StatusReporter:
+    """The listener's side: writes its status file each second and watches its owner."""
+
+    def __init__(self, settings: Settings, *, owner_pid: int | None) -> None:
+        self.state = StateDir(settings.state_dir)
+        self.owner_pid = owner_pid
+
+    def __call__(self, listener: Any) -> None:
+        if self.owner_pid and not pid_alive(self.owner_pid) and not listener.stopping:
+            log.warning("Listener %s: owner %s is gone; stopping", os.getpid(), self.owner_pid)
+            listener.stop()
+        if listener.stopping:
+            state = "stopping"
+        else:
+            state = "running" if listener.connected else "connecting"
+        self.state.write_json(
+            self.state.status,
+            {
+                "pid": os.getpid(),
+                "owner": self.owner_pid,
+                "state": state,
+                "started_at": listener.started_at,
+                "last_poll_at": listener.last_poll_at,
+            },
+        )

@@ -1,0 +1,211 @@
+"""End to end: supervisord + Gunicorn (4 workers) + the listener, real processes, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+
+import pytest
+import requests
+
+from bench.proxy import Proxy
+from tests.e2e.stack import Stack
+from tests.support import Queues, wait_for
+
+pytestmark = pytest.mark.slow
+
+BOOK = {"author": "A. Writer", "year": "1999", "summary": "...", "genre": "scifi"}
+
+
+@pytest.fixture
+def stack_settings(settings):
+    return settings.replace(wait_time=2, visibility_timeout=10)
+
+
+@pytest.fixture
+def make_stack(stack_settings, tmp_path):
+    stacks: list[Stack] = []
+
+    def make(settings=None, **env: str) -> Stack:
+        stack = Stack(settings or stack_settings, tmp_path / f"stack{len(stacks)}", **env)
+        stack.tmp.mkdir()
+        stacks.append(stack)
+        return stack.start()
+
+    yield make
+    for stack in stacks:
+        stack.cleanup()
+
+
+def send_books(queues: Queues, prefix: str, count: int, *, groups: int = 5) -> list[str]:
+    ids = []
+    for n in range(count):
+        book_id = f"{prefix}-{n:03d}"
+        queues.send({**BOOK, "id": book_id, "title": book_id}, group=f"g{n % groups}")
+        ids.append(book_id)
+    return ids
+
+
+def test_four_workers_run_exactly_one_listener_across_reloads_and_recycling(make_stack):
+    stack = make_stack(BOOKD_MAX_REQUESTS="10")
+    [listener] = stack.processes(kind="listener")
+    assert len(stack.processes(kind="gunicorn")) == 5  # master and 4 workers
+    assert stack.status()["listener"]["pid"] == listener
+
+    # Given workers recycled every ~10 requests and a HUP reload, when hooks fire in all
+    # of them, then the same single listener keeps running.
+    for _ in range(120):
+        stack.get("/health")
+    os.kill(stack.master_pid(), signal.SIGHUP)
+    time.sleep(4)
+    for _ in range(60):
+        stack.get("/metrics")
+    assert stack.processes(kind="listener") == [listener]
+    assert stack.listener_state() == "running"
+
+
+def test_a_killed_listener_is_back_within_10_s_and_every_message_arrives_once(make_stack, queues):
+    stack = make_stack()
+    sent = send_books(queues, "before", 40)
+    [old] = stack.processes(kind="listener")
+    time.sleep(0.3)  # let it take a batch, so the kill lands mid-work
+    os.kill(old, signal.SIGKILL)
+    killed_at = time.monotonic()
+    sent += send_books(queues, "during", 40)
+
+    def replaced():
+        now = stack.processes(kind="listener")
+        return now and now != [old] and stack.listener_state() == "running"
+
+    assert wait_for(replaced, timeout=10), stack.log_tail()
+    assert time.monotonic() - killed_at <= 10
+    sent += send_books(queues, "after", 40)
+
+    outputs = queues.outputs(len(sent), timeout=60)
+    ids = [o["id"] for o in outputs]
+    assert sorted(ids) == sorted(sent), "every message arrives exactly once"
+    assert queues.outputs(1, timeout=3) == []
+    assert len(stack.processes(kind="listener")) == 1
+
+
+def test_a_killed_gunicorn_master_is_back_within_15_s_with_one_listener(make_stack, queues):
+    stack = make_stack()
+    master = stack.master_pid()
+    os.kill(master, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    def back():
+        try:
+            new_master = stack.master_pid()
+            owner = json.loads((stack.state_dir / "listener.json").read_text())["owner"]
+        except (OSError, ValueError):
+            return False
+        # The old master's listener must be gone, not running on beside the new one.
+        return (
+            new_master != master
+            and owner == new_master
+            and stack.listener_state() == "running"
+            and len(stack.processes(kind="listener")) == 1
+        )
+
+    assert wait_for(back, timeout=15, interval=0.5), stack.log_tail()
+    assert time.monotonic() - killed_at <= 15
+    [listener] = stack.processes(kind="listener")
+    send_books(queues, "later", 5)
+    assert len(queues.outputs(5)) == 5
+    assert stack.processes(kind="listener") == [listener]
+
+
+def test_health_is_503_within_3_s_while_localstack_is_away_and_recovers(
+    make_stack, stack_settings, queues
+):
+    host, port = stack_settings.endpoint_url.rsplit("//", 1)[1].split(":")
+    proxy = Proxy((host, int(port))).start()
+    try:
+        stack = make_stack(stack_settings.replace(endpoint_url=proxy.url))
+        assert stack.get("/health").status_code == 200
+
+        proxy.stop()
+        went_away = time.monotonic()
+
+        def unhealthy():
+            response = stack.get("/health")
+            return response.json() if response.status_code == 503 else None
+
+        body = wait_for(unhealthy, timeout=3, interval=0.1)
+        assert body, "health must turn 503 within 3 s"
+        assert time.monotonic() - went_away <= 3.5
+        assert body["statusCode"] == 503 and "localstack" in body["body"]["down"]
+        started = time.monotonic()
+        assert stack.get("/", timeout=3).status_code == 200
+        assert stack.get("/metrics", timeout=3).status_code == 200
+        assert time.monotonic() - started < 3, "GET / and /metrics still answer quickly"
+
+        Proxy((host, int(port)), port=proxy.port).start()  # LocalStack is back
+        assert wait_for(lambda: stack.get("/health").status_code == 200, timeout=30)
+        send_books(queues, "recovered", 3)
+        assert len(queues.outputs(3, timeout=30)) == 3
+    finally:
+        proxy.stop()
+
+
+def test_sigterm_stops_the_whole_tree_in_time_and_loses_nothing(make_stack, queues, start_listener):
+    stack = make_stack()
+    sent = send_books(queues, "term", 60, groups=10)
+    wait_for(lambda: stack.metric("bookd_messages_processed_total") >= 10, timeout=20)
+
+    seconds = stack.terminate(timeout=45)
+    assert seconds < 40, "within supervisord's stopwaitsecs"
+    assert stack.processes() == [], "no process of the stack is left"
+
+    start_listener()  # the next start picks up what was handed back
+    outputs = queues.outputs(len(sent), timeout=60)
+    assert sorted(o["id"] for o in outputs) == sorted(sent)
+    assert queues.outputs(1, timeout=3) == []
+
+
+def test_metrics_count_what_was_sent_and_every_worker_agrees(make_stack, queues):
+    stack = make_stack()
+    valid = send_books(queues, "m", 7)
+    queues.send("not json", group="bad")
+    queues.send(json.dumps({"id": "x", "title": "t", "genre": "horror"}), group="bad")
+    queues.send(json.dumps({"title": "t", "genre": "scifi"}), group="bad")
+    assert len(queues.outputs(len(valid))) == len(valid)
+    assert wait_for(lambda: stack.metric("bookd_messages_processed_total") == 10, timeout=15)
+
+    workers = set()
+    for _ in range(16):
+        response = stack.get("/metrics")
+        workers.add(response.headers["X-Served-By"])
+        assert stack.metric("bookd_messages_processed_total", response.text) == 10
+        assert stack.metric("bookd_messages_uploaded_total", response.text) == 7
+        assert stack.metric("bookd_messages_failed_total", response.text) == 3
+        assert stack.metric("bookd_listener_up", response.text) == 1
+        assert 'reason="invalid-json"' in response.text
+    assert len(workers) >= 2, "scrapes answered by different workers agree"
+    assert stack.status()["messages"] == {"processed": 10, "uploaded": 7, "failed": 3}
+
+
+def test_the_control_token_guards_start_and_stop_and_stop_sticks(make_stack):
+    token = uuid.uuid4().hex
+    stack = make_stack(BOOKD_CONTROL_TOKEN=token)
+    auth = {"Authorization": f"Bearer {token}"}
+    assert requests.delete(stack.url + "/", timeout=5).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert requests.post(stack.url + "/", headers=wrong, timeout=5).status_code == 401
+    assert stack.get("/").status_code == 200, "reads stay open"
+    [old] = stack.processes(kind="listener")
+
+    assert requests.delete(stack.url + "/", headers=auth, timeout=5).status_code == 202
+    assert wait_for(lambda: stack.listener_state() == "stopped", timeout=15)
+    time.sleep(3)  # keepers must not bring it back
+    assert stack.processes(kind="listener") == []
+    assert stack.get("/health").status_code == 503
+
+    response = requests.post(stack.url + "/", headers=auth, timeout=5)
+    assert response.status_code == 202
+    assert wait_for(lambda: stack.listener_state() == "running", timeout=10)
+    assert stack.processes(kind="listener") not in ([], [old])
