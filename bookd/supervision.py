@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,21 +116,28 @@ def pid_alive(pid: int) -> bool:
 
 @dataclass(frozen=True)
 class Restarts:
-    """When the listener was last started and how many quick deaths came before."""
+    """When the listener last started and died, and how many short lives came in a row."""
 
     last_start_at: float = 0.0
+    died_at: float = 0.0
     quick_deaths: int = 0
 
+    def noticed_dead(self, now: float) -> Restarts:
+        """Record a death, once per start; a short life counts towards the delay."""
+        if not self.last_start_at or self.died_at >= self.last_start_at:
+            return self
+        quick = now - self.last_start_at < STABLE_SECONDS
+        return replace(self, died_at=now, quick_deaths=self.quick_deaths + 1 if quick else 0)
+
     def wait_before_start(self, now: float) -> float:
-        """Seconds to wait before the next start: 0, then 1, 2, 4... while it keeps dying."""
-        deaths = self.quick_deaths + 1 if now - self.last_start_at < STABLE_SECONDS else 0
-        if deaths == 0:
+        """Seconds still to wait: none after a healthy life, then 1, 2, 4... up to a minute."""
+        if self.quick_deaths == 0:
             return 0.0
-        return max(0.0, self.last_start_at + min(2 ** (deaths - 1), MAX_RESTART_DELAY) - now)
+        delay = min(2 ** (self.quick_deaths - 1), MAX_RESTART_DELAY)
+        return max(0.0, self.died_at + delay - now)
 
     def started(self, now: float) -> Restarts:
-        quick = now - self.last_start_at < STABLE_SECONDS
-        return Restarts(now, self.quick_deaths + 1 if quick else 0)
+        return replace(self, last_start_at=now)
 
 
 # Listener processes started by this process, reaped by its Keeper so none is a zombie.
@@ -165,12 +172,14 @@ def start_listener(settings: Settings, *, owner_pid: int, now: bool = False) -> 
             from bookd import metrics  # imported late: the multiprocess dir must be set first
 
             metrics.mark_dead(previous)
-        restarts = Restarts(**state.read_json(state.restarts))
         moment = time.time()
-        if not now and restarts.wait_before_start(moment) > 0:
+        restarts = Restarts(**state.read_json(state.restarts)).noticed_dead(moment)
+        if now:
+            restarts = Restarts()
+        elif restarts.wait_before_start(moment) > 0:
+            state.write_json(state.restarts, asdict(restarts))
             return None
-        restarts = Restarts(moment, 0) if now else restarts.started(moment)
-        state.write_json(state.restarts, asdict(restarts))
+        state.write_json(state.restarts, asdict(restarts.started(moment)))
         command = [sys.executable, "-m", "bookd", "listen", "--owner", str(owner_pid)]
         proc = subprocess.Popen(command)
         with _children_lock:

@@ -1,0 +1,50 @@
+"""Restart delays, retry delays and in-flight bookkeeping: pure logic, no network."""
+
+from bookd.aws import Message
+from bookd.health import Cached
+from bookd.listener import Inflight, retry_delay
+from bookd.supervision import STABLE_SECONDS, Restarts
+
+
+def message(n: int) -> Message:
+    return Message(f"id{n}", f"rh{n}", "{}", "g", 1, {}, {})
+
+
+def test_a_listener_that_ran_long_enough_is_restarted_at_once():
+    restarts = Restarts(last_start_at=100.0, quick_deaths=3).noticed_dead(100.0 + STABLE_SECONDS)
+    assert restarts.wait_before_start(100.0 + STABLE_SECONDS) == 0
+
+
+def test_a_listener_that_keeps_dying_at_start_waits_longer_each_time():
+    now = 1000.0
+    restarts = Restarts()
+    waits = []
+    for _ in range(6):
+        restarts = restarts.started(now)
+        now += 0.5  # it dies half a second after each start
+        restarts = restarts.noticed_dead(now).noticed_dead(now + 0.1)  # counted once
+        wait = restarts.wait_before_start(now)
+        waits.append(wait)
+        now += wait
+    assert waits == [1, 2, 4, 8, 16, 32]
+
+
+def test_retry_delays_grow_and_stop_at_the_visibility_timeout():
+    delays = [retry_delay(n, 30) for n in range(1, 8)]
+    assert delays == [2, 4, 8, 16, 30, 30, 30]
+
+
+def test_inflight_reports_only_messages_whose_visibility_is_running_out():
+    inflight = Inflight()
+    inflight.add([message(1), message(2)], deadline=10.0)
+    inflight.add([message(3)], deadline=50.0)
+    assert {m.message_id for m in inflight.due(before=20.0)} == {"id1", "id2"}
+    inflight.discard([message(1)])
+    assert len(inflight) == 2
+
+
+def test_a_cached_check_runs_once_per_period_however_often_it_is_asked():
+    calls = []
+    cached = Cached(lambda: calls.append(1) or len(calls), ttl=60)
+    assert [cached.get() for _ in range(50)] == [1] * 50
+    assert len(calls) == 1
