@@ -222,6 +222,7 @@ class BookListener(SqsListener):
                 self._input.change_visibility(held, 0)
             metrics.LISTENER_UP.set(0)
             self._tick()
+            log.info("Listener %s: stopped", os.getpid())
 
     def _tick(self) -> None:
         if self._on_tick is not None:

@@ -44,8 +44,9 @@ PROCESSING_SECONDS = Histogram(
 LISTENER_UP = Gauge(
     "bookd_listener_up",
     "1 while a listener process is running and polling.",
-    # Only live processes count, so a killed listener's last value disappears.
-    multiprocess_mode="livemax",
+    # Summed over live processes: a listener killed without being marked dead would
+    # show as 2 here, so the sum also checks the marking.
+    multiprocess_mode="livesum",
 )
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -89,6 +89,7 @@ def test_a_killed_listener_is_back_within_10_s_and_every_message_arrives_once(ma
     assert sorted(ids) == sorted(sent), "every message arrives exactly once"
     assert queues.outputs(1, timeout=3) == []
     assert len(stack.processes(kind="listener")) == 1
+    assert stack.metric("bookd_listener_up") == 1, "the killed listener was marked dead"
 
 
 def test_a_killed_gunicorn_master_is_back_within_15_s_with_one_listener(make_stack, queues):

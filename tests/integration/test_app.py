@@ -3,6 +3,7 @@
 import pytest
 
 from bookd.app import create_app
+from bookd.health import Checks
 from bookd.supervision import StateDir
 
 
@@ -63,3 +64,17 @@ def test_with_a_control_token_start_and_stop_need_it_and_stop_sticks(app_setting
     response = client.post("/", headers={"Authorization": "Bearer s3cret"})
     assert response.status_code == 202
     assert not StateDir(app_settings.state_dir).disabled.exists()
+
+
+def test_against_aws_health_reports_each_check_it_made(app_settings):
+    # The AWS branch, run against LocalStack's endpoint: the same calls, for real.
+    checks = Checks(app_settings)._aws_checks()
+    assert checks["ok"] is True
+    assert set(checks["checks"]) == {
+        *(f"s3:{b}" for b in app_settings.all_buckets),
+        f"sqs:{app_settings.input_queue}",
+    }
+    missing = app_settings.replace(buckets={"scifi": "no-such-bucket-for-bookd"})
+    failed = Checks(missing)._aws_checks()
+    assert failed["ok"] is False
+    assert failed["checks"]["s3:no-such-bucket-for-bookd"].startswith("failed")
