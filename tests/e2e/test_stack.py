@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 
@@ -210,3 +212,26 @@ def test_the_control_token_guards_start_and_stop_and_stop_sticks(make_stack):
     assert response.status_code == 202
     assert wait_for(lambda: stack.listener_state() == "running", timeout=10)
     assert stack.processes(kind="listener") not in ([], [old])
+
+
+def test_a_book_sent_with_bookd_send_is_stored_and_shown_by_bookd_peek(make_stack, settings):
+    # The README's walk-through, with the real command line against the real stack.
+    stack = make_stack()
+    book = stack.tmp / "book.json"
+    book.write_text(json.dumps({**BOOK, "id": "12345", "title": "LoremIpsum"}))
+    bookd = [sys.executable, "-m", "bookd"]
+    sent = subprocess.run(
+        [*bookd, "send", str(book)], env=stack.env, capture_output=True, text=True, timeout=30
+    )
+    assert sent.returncode == 0, sent.stderr
+
+    def announced():
+        peek = subprocess.run(
+            [*bookd, "peek", "output"], env=stack.env, capture_output=True, text=True, timeout=30
+        )
+        return [json.loads(line) for line in peek.stdout.splitlines()]
+
+    [shown] = wait_for(announced, timeout=15)
+    assert json.loads(shown["body"])["file"] == "LoremIpsum.json"
+    assert json.loads(shown["body"])["bucket"] == settings.buckets["scifi"]
+    assert stack.status()["messages"]["uploaded"] == 1
