@@ -65,24 +65,41 @@ class Proxy:
                 client.close()
                 continue
             upstream.settimeout(None)
+            for sock in (client, upstream):
+                # Forward each burst at once: with Nagle's algorithm a request's second
+                # burst would wait for the first one's (delayed) ACK, about 40 ms here.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 if self._server is None:
                     client.close()
                     upstream.close()
                     return
                 self._sockets.update((client, upstream))
+            # Set while the client's next bytes start a new request: at first, and again
+            # whenever the server has answered.
+            answered = threading.Event()
+            answered.set()
             for src, dst, delayed in ((client, upstream, True), (upstream, client, False)):
-                threading.Thread(target=self._pipe, args=(src, dst, delayed), daemon=True).start()
+                threading.Thread(
+                    target=self._pipe, args=(src, dst, delayed, answered), daemon=True
+                ).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, delayed: bool) -> None:
-        # Each burst from the client is one request on a keep-alive connection; the
-        # delay before forwarding it stands in for the network's round trip.
+    def _pipe(
+        self, src: socket.socket, dst: socket.socket, delayed: bool, answered: threading.Event
+    ) -> None:
+        # The delay stands in for the network's round trip, once per request on a
+        # keep-alive connection: only the first burst after an answer waits. Clients
+        # send headers and body in separate bursts (urllib3 does), and a delay per
+        # burst would make one request cost two or three round trips.
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                if delayed and self.delay:
+                if not delayed:
+                    answered.set()
+                elif self.delay and answered.is_set():
+                    answered.clear()
                     time.sleep(self.delay)
                 dst.sendall(data)
         except OSError:

@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.handlers import add_expect_header
 
 from bookd.config import Settings
 from bookd.errors import TransientError
@@ -134,17 +135,25 @@ class Queue:
         except AWS_ERRORS as exc:
             raise transient(exc, "get-queue-url") from exc
 
-    def receive(self, *, wait_time: int, visibility_timeout: int | None = None) -> list[Message]:
-        """Long-poll for up to ten messages."""
+    def receive(
+        self,
+        *,
+        wait_time: int,
+        visibility_timeout: int | None = None,
+        with_message_attributes: bool = False,
+    ) -> list[Message]:
+        """Long-poll for up to ten messages, with the system attributes bookd reads."""
         kwargs: dict[str, Any] = {}
+        if with_message_attributes:
+            kwargs["MessageAttributeNames"] = ["All"]
         if visibility_timeout is not None:
             kwargs["VisibilityTimeout"] = visibility_timeout
         response = self.client.receive_message(
             QueueUrl=self.url,
             MaxNumberOfMessages=BATCH_LIMIT,
             WaitTimeSeconds=wait_time,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
+            # Only what the listener reads: each extra attribute is work for SQS and us.
+            AttributeNames=["MessageGroupId", "ApproximateReceiveCount"],
             **kwargs,
         )
         return [Message.from_sqs(raw) for raw in response.get("Messages", [])]
@@ -234,6 +243,9 @@ class BookStore:
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        # Books are small (an SQS body is at most 1 MiB): waiting for "100 Continue"
+        # before sending one costs a whole extra round trip per upload.
+        client.meta.events.unregister("before-call.s3", add_expect_header)
 
     def put(self, bucket: str, key: str, body: bytes, *, message_id: str, book_id: str) -> str:
         """Store the body and return the new version id ('' if versioning is off)."""

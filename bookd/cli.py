@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import uuid
 
@@ -62,6 +63,7 @@ def listen(settings: Settings, owner: int | None) -> None:
 
     state = StateDir(settings.state_dir)
     state.path.mkdir(parents=True, exist_ok=True)
+    os.nice(settings.listener_nice)
     with flock(state.lock, timeout=LOCK_WAIT) as mine:
         if not mine:
             click.echo(f"bookd: another listener holds {state.lock}; not starting", err=True)
@@ -110,7 +112,9 @@ def peek(settings: Settings, which: str, limit: int, delete: bool) -> None:
     shown = 0
     while shown < limit:
         # Visibility 0 leaves the messages where they are for the next reader.
-        received = queue.receive(wait_time=1, visibility_timeout=None if delete else 0)
+        received = queue.receive(
+            wait_time=1, visibility_timeout=None if delete else 0, with_message_attributes=True
+        )
         batch = received[: limit - shown]
         for m in batch:
             attrs = {k: v.get("StringValue") for k, v in m.message_attributes.items()}

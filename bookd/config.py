@@ -41,8 +41,12 @@ DEFAULT_WAIT_TIME = 10
 DEFAULT_CONCURRENCY = 16
 """Threads working on different message groups at once, in the one listener."""
 
-DEFAULT_RECEIVERS = 2
-"""Receive loops in flight at once, so polling overlaps with work."""
+DEFAULT_RECEIVERS = 8
+"""Receive loops in flight at once. A FIFO receive returns one group's messages, which
+are worked on in order, so this is how many groups move at once (`make bench`)."""
+
+DEFAULT_LISTENER_NICE = 10
+"""CPU niceness added to the listener, so the HTTP API wins when the CPU is short."""
 
 DEFAULT_CHECK_TIMEOUT = 2.0
 """Seconds for each outbound check made by /health and GET /."""
@@ -127,6 +131,7 @@ class Settings:
     wait_time: int = DEFAULT_WAIT_TIME
     concurrency: int = DEFAULT_CONCURRENCY
     receivers: int = DEFAULT_RECEIVERS
+    listener_nice: int = DEFAULT_LISTENER_NICE
     check_timeout: float = DEFAULT_CHECK_TIMEOUT
     bind: str = DEFAULT_BIND
     workers: int = DEFAULT_WORKERS
@@ -166,7 +171,8 @@ class Settings:
             ),
             wait_time=_int(env, "BOOKD_WAIT_TIME", DEFAULT_WAIT_TIME, low=1, high=20),
             concurrency=_int(env, "BOOKD_CONCURRENCY", DEFAULT_CONCURRENCY, low=1, high=256),
-            receivers=_int(env, "BOOKD_RECEIVERS", DEFAULT_RECEIVERS, low=1, high=32),
+            receivers=_int(env, "BOOKD_RECEIVERS", DEFAULT_RECEIVERS, low=1, high=64),
+            listener_nice=_int(env, "BOOKD_LISTENER_NICE", DEFAULT_LISTENER_NICE, low=0, high=19),
             check_timeout=_float(env, "BOOKD_CHECK_TIMEOUT", DEFAULT_CHECK_TIMEOUT),
             bind=env.get("BOOKD_BIND") or DEFAULT_BIND,
             workers=_int(env, "BOOKD_WORKERS", DEFAULT_WORKERS, low=1, high=64),

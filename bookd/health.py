@@ -26,7 +26,12 @@ READY_STATES = ("available", "running")
 
 
 class Cached:
-    """A function's result, recomputed at most once per ``ttl`` seconds, single-flight."""
+    """A function's result, refreshed at most once per ``ttl`` seconds.
+
+    Only the very first call waits for it. Afterwards a stale value is answered at
+    once while one background thread fetches the next, so a slow or unreachable
+    LocalStack never holds a request up, and a burst of requests makes one call.
+    """
 
     def __init__(self, compute: Callable[[], Any], ttl: float = CACHE_SECONDS) -> None:
         self._compute = compute
@@ -34,13 +39,30 @@ class Cached:
         self._lock = threading.Lock()
         self._value: Any = None
         self._expires = 0.0
+        self._refreshing = False
 
     def get(self) -> Any:
         with self._lock:
-            if time.monotonic() >= self._expires:
-                self._value = self._compute()
-                self._expires = time.monotonic() + self._ttl
+            if self._value is None:
+                self._store(self._compute())
+            elif time.monotonic() >= self._expires and not self._refreshing:
+                self._refreshing = True
+                # Started here, in the serving process: no thread crosses a fork.
+                threading.Thread(target=self._refresh, name="check-refresh", daemon=True).start()
             return self._value
+
+    def _refresh(self) -> None:
+        try:
+            value = self._compute()
+        finally:
+            with self._lock:
+                self._refreshing = False
+        with self._lock:
+            self._store(value)
+
+    def _store(self, value: Any) -> None:
+        self._value = value
+        self._expires = time.monotonic() + self._ttl
 
 
 class Checks:

@@ -1,9 +1,13 @@
-"""Restart delays, retry delays and in-flight bookkeeping: pure logic, no network."""
+"""Restart delays, retry delays, in-flight bookkeeping, check caching: pure logic, no network."""
+
+import threading
+import time
 
 from bookd.aws import Message
 from bookd.health import Cached
 from bookd.listener import Inflight, retry_delay
 from bookd.supervision import STABLE_SECONDS, Restarts
+from tests.support import wait_for
 
 
 def message(n: int) -> Message:
@@ -48,3 +52,24 @@ def test_a_cached_check_runs_once_per_period_however_often_it_is_asked():
     cached = Cached(lambda: calls.append(1) or len(calls), ttl=60)
     assert [cached.get() for _ in range(50)] == [1] * 50
     assert len(calls) == 1
+
+
+def test_a_stale_check_is_answered_at_once_while_one_refresh_runs_behind_it():
+    release = threading.Event()
+    calls = []
+
+    def slow_check():
+        calls.append(1)
+        if len(calls) > 1:
+            release.wait(5)  # the refresh is slow, as an unreachable LocalStack is
+        return len(calls)
+
+    cached = Cached(slow_check, ttl=0)
+    assert cached.get() == 1  # only the first call waits
+    began = time.monotonic()
+    answers = [cached.get() for _ in range(20)]
+    assert time.monotonic() - began < 0.5
+    assert answers == [1] * 20, "stale value while the refresh runs"
+    assert len(calls) == 2, "one refresh at a time, however many requests"
+    release.set()
+    assert wait_for(lambda: cached.get() == 2, timeout=2)

@@ -1,0 +1,256 @@
+"""The three contenders and how one run of each is timed and checked.
+
+A queue contender (the baseline, bookd) gets fresh queues and buckets, the whole
+workload preloaded, then its consumer is started; the run lasts from the consumer
+process's start to LocalStack's SentTimestamp of the last output message. The
+ceiling is bookd's PutObject alone, from a thread pool, with the same bodies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.checks import Verdict, check_objects, check_outputs, drain_outputs, queue_depth
+from bench.probes import percentile, process_started_at
+from bench.workload import Workload, preload
+from bookd.aws import BookStore, make_client
+from bookd.config import Settings
+from bookd.provision import provision
+from tests.e2e.stack import Stack, settings_env
+from tests.support import remove_resources, unique_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+POLL_SECONDS = 0.25
+"""How often progress is read from the queues' approximate counts while a consumer runs."""
+
+LOG_PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL|Traceback)\b")
+
+
+@dataclass
+class Run:
+    """One contender's result in one mode."""
+
+    contender: str
+    mode: str
+    books: int
+    groups: int
+    seconds: float = 0.0
+    rate: float = 0.0
+    """Messages (or puts) per second over the whole run."""
+    steady_rate: float | None = None
+    """Messages per second from the first output to the last: start-up left out."""
+    latency_p50: float | None = None
+    latency_p99: float | None = None
+    problems: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class Consumer:
+    """A started consumer: the pid that does the work, and how to stop it."""
+
+    pid: int
+    alive: Callable[[], bool]
+    stop: Callable[[], dict[str, Any]]
+    """Stops the consumer and returns facts for the report."""
+    stack: Stack | None = None
+
+
+Probe = Callable[[Consumer, int, bool], None]
+"""Called on every progress poll with the outputs so far and whether the run is done."""
+
+
+def log_problems(path: Path, *, examples: int = 5) -> dict[str, Any]:
+    """Warning and error lines of a log: how many, and a few distinct ones."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return {"count": 0, "examples": []}
+    bad = [line for line in lines if LOG_PROBLEM.search(line)]
+    distinct: dict[str, str] = {}
+    for line in bad:
+        # Drop timestamps, pids and ids so that repeats of one problem count once.
+        distinct.setdefault(re.sub(r"[0-9a-f-]{8,}|\d+", "#", line), line)
+    return {"count": len(bad), "examples": list(distinct.values())[:examples]}
+
+
+@contextlib.contextmanager
+def baseline_consumer(settings: Settings, workdir: Path) -> Iterator[Consumer]:
+    """``python -m bench.baseline`` in a subprocess of ours, terminated on the way out."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "baseline.log"
+    env = {
+        **os.environ,
+        **settings_env(settings),
+        # pySqsListener refuses to start without it; LocalStack's account id.
+        "AWS_ACCOUNT_ID": "000000000000",
+    }
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.baseline"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop() -> dict[str, Any]:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return {"log_problems": log_problems(log_path)}
+
+    try:
+        yield Consumer(proc.pid, alive=lambda: proc.poll() is None, stop=stop)
+    finally:
+        stop()
+
+
+@contextlib.contextmanager
+def bookd_consumer(settings: Settings, workdir: Path, env: Mapping[str, str]) -> Iterator[Consumer]:
+    """The real supervisord + Gunicorn + listener stack; the listener is the consumer."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(settings, workdir, **env)
+
+    def stop() -> dict[str, Any]:
+        listeners = stack.processes(kind="listener")
+        return {
+            "env": dict(env),
+            "listener_pids_at_end": listeners,
+            "listener_restarted": listeners != [pid],
+            "shutdown_seconds": stack.terminate(),
+            "log_problems": log_problems(workdir / "stack.log"),
+        }
+
+    try:
+        stack.start()
+        [pid] = stack.processes(kind="listener")
+        yield Consumer(pid, alive=lambda: stack.supervisord.poll() is None, stop=stop, stack=stack)
+    finally:
+        stack.cleanup()
+
+
+def wait_until_done(
+    settings: Settings, count: int, consumer: Consumer, *, timeout: float, probe: Probe | None
+) -> None:
+    """Return once ``count`` outputs are queued and the input queue is empty."""
+    sqs = make_client(settings, "sqs")
+    input_url = sqs.get_queue_url(QueueName=settings.input_queue)["QueueUrl"]
+    output_url = sqs.get_queue_url(QueueName=settings.output_queue)["QueueUrl"]
+    deadline = time.monotonic() + timeout
+    while True:
+        done = int(
+            sqs.get_queue_attributes(
+                QueueUrl=output_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]["ApproximateNumberOfMessages"]
+        )
+        # Inputs are deleted after their output is sent: an empty input queue means finished.
+        finished = done >= count and queue_depth(sqs, input_url) == 0
+        if probe is not None:
+            probe(consumer, done, finished)
+        if finished:
+            return
+        if not consumer.alive():
+            raise RuntimeError(f"the consumer died after {done} of {count} outputs")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {done} of {count} outputs after {timeout:.0f} s")
+        time.sleep(POLL_SECONDS)
+
+
+def run_queue_contender(
+    name: str,
+    mode: str,
+    base: Settings,
+    workload: Workload,
+    *,
+    endpoint: str,
+    start: Callable[[Settings], contextlib.AbstractContextManager[Consumer]],
+    probe: Probe | None = None,
+) -> Run:
+    """Preload fresh queues, run the consumer against ``endpoint`` until done, check it."""
+    count = len(workload.books)
+    run = Run(name, mode, count, workload.groups)
+    settings = unique_settings(base)
+    try:
+        provision(settings)
+        sent = preload(settings, workload)
+        with start(settings.replace(endpoint_url=endpoint)) as consumer:
+            began = process_started_at(consumer.pid)
+            wait_until_done(settings, count, consumer, timeout=60 + count / 5, probe=probe)
+            run.extra.update(consumer.stop())
+        outputs = drain_outputs(settings, timeout=60 + count / 20)
+        verdict = Verdict()
+        check_outputs(settings, workload, outputs, verdict)
+        check_objects(settings, workload, verdict)
+        run.problems = verdict.problems
+    finally:
+        remove_resources(settings)
+    if outputs:
+        first = min(o.sent for o in outputs)
+        last = max(o.sent for o in outputs)
+        run.seconds = last - began
+        run.rate = count / run.seconds
+        run.steady_rate = (count - 1) / (last - first) if last > first else None
+        latencies = [o.sent - sent[o.body["id"]] for o in outputs if o.body.get("id") in sent]
+        run.latency_p50 = percentile(latencies, 50)
+        run.latency_p99 = percentile(latencies, 99)
+    return run
+
+
+def run_ceiling(
+    mode: str, base: Settings, workload: Workload, *, endpoint: str, threads: Sequence[int]
+) -> Run:
+    """PutObject of every body from a pool of each size in ``threads``; the best one counts."""
+    count = len(workload.books)
+    run = Run("ceiling", mode, count, workload.groups)
+    rates: dict[int, float] = {}
+    for size in threads:
+        # Fresh buckets per pool size, so each object must have exactly one version.
+        settings = unique_settings(base)
+        try:
+            provision(settings)
+            # bookd's own PutObject (its client settings and headers), with nothing around it.
+            store = BookStore(make_client(settings.replace(endpoint_url=endpoint), "s3", pool=size))
+
+            def put(book: Any, store: BookStore = store, settings: Settings = settings) -> None:
+                store.put(
+                    settings.buckets[book.genre],
+                    book.key,
+                    book.body.encode("utf-8"),
+                    message_id=book.id,
+                    book_id=book.id,
+                )
+
+            began = time.perf_counter()
+            with ThreadPoolExecutor(size) as pool:
+                list(pool.map(put, workload.books))
+            rates[size] = count / (time.perf_counter() - began)
+            verdict = Verdict()
+            check_objects(settings, workload, verdict)
+            run.problems += [f"{size} threads: {p}" for p in verdict.problems]
+        finally:
+            remove_resources(settings)
+    best = max(rates, key=rates.__getitem__)
+    run.rate = rates[best]
+    run.seconds = count / run.rate
+    run.extra = {"threads": best, "rate_by_threads": rates}
+    return run

@@ -1,0 +1,144 @@
+"""Looking at running processes: their start time and memory, and HTTP latency under load."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q`` percentile (0-100) of ``values``; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
+def process_started_at(pid: int) -> float:
+    """Wall-clock time the process started, from /proc (10 ms resolution)."""
+    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory (VmRSS) of a process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def http_latency(
+    url: str, *, clients: int, requests_each: int, interval: float | None = None
+) -> dict[str, Any]:
+    """GET ``url`` from ``clients`` threads at once, ``requests_each`` times each.
+
+    Each client keeps one connection, as a load balancer's health checker would.
+    With ``interval``, each client sends one request per interval (health checkers
+    poll), and latency counts from when a request was due, so a server that falls
+    behind pays for it; without, each sends the next as soon as one is answered.
+    Returns p50/p99 seconds and the status codes seen.
+    """
+    seconds: list[float] = []
+    codes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    start = time.perf_counter()
+
+    def client(index: int) -> None:
+        # Clients spread over the first interval rather than all firing at once.
+        offset = interval * index / clients if interval else 0.0
+        with requests.Session() as session:
+            for n in range(requests_each):
+                began = time.perf_counter()
+                if interval:
+                    due = start + offset + n * interval
+                    if due > began:
+                        time.sleep(due - began)
+                    began = due
+                try:
+                    code = str(session.get(url, timeout=10).status_code)
+                except requests.RequestException as exc:
+                    code = type(exc).__name__
+                with lock:
+                    seconds.append(time.perf_counter() - began)
+                    codes[code] += 1
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    return {
+        "requests": len(seconds),
+        "interval": interval,
+        "p50": percentile(seconds, 50),
+        "p99": percentile(seconds, 99),
+        "codes": dict(codes),
+    }
+
+
+class SaturationProbe:
+    """For bookd's memory run: RSS at two marks, and the HTTP load while it is saturated.
+
+    Called on every progress poll (see contenders.wait_until_done). The HTTP load
+    starts right after the first RSS reading, while most of the backlog is still
+    queued, and the backlog left when it ends shows whether it ran saturated. The
+    same load once the queue is empty tells how much of the latency saturation adds.
+    """
+
+    def __init__(
+        self,
+        *,
+        first_mark: int,
+        http_clients: int,
+        http_requests: int,
+        http_interval: float,
+    ) -> None:
+        self.first_mark = first_mark
+        self.http_clients = http_clients
+        self.http_requests = http_requests
+        self.http_interval = http_interval
+        self.http_max: dict[str, Any] = {}
+        self.http: dict[str, Any] = {}
+        self.http_idle: dict[str, Any] = {}
+        self.memory: dict[str, Any] = {}
+        self.problems: list[str] = []
+
+    def __call__(self, consumer: Any, done: int, finished: bool) -> None:
+        stack = consumer.stack
+        if "first_mb" not in self.memory and done >= self.first_mark:
+            self.memory.update(first_at=done, first_mb=self._rss(stack))
+            self.http.update(self._load(stack, self.http_interval))
+            self.http_max.update(self._load(stack, None))
+            self.http["backlog_after"] = stack.status()["queue"].get("visible")
+        if finished:
+            if "first_mb" not in self.memory:
+                self.problems.append(f"the run finished before {self.first_mark} messages")
+                return
+            self.memory.update(last_at=done, last_mb=self._rss(stack))
+            self.memory["growth_mb"] = self.memory["last_mb"] - self.memory["first_mb"]
+            self.http_idle.update(self._load(stack, self.http_interval))
+
+    def _load(self, stack: Any, interval: float | None) -> dict[str, Any]:
+        return {
+            path: http_latency(
+                stack.url + path,
+                clients=self.http_clients,
+                requests_each=self.http_requests,
+                interval=interval,
+            )
+            for path in ("/health", "/")
+        }
+
+    @staticmethod
+    def _rss(stack: Any) -> float:
+        # Whichever listener runs now: a restarted one is noted by the run itself.
+        [pid] = stack.processes(kind="listener")
+        return rss_mb(pid)

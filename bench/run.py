@@ -1,0 +1,343 @@
+"""`python -m bench.run`: the benchmark of issue 4, in one command and one run.
+
+Against the LocalStack of the settings (BOOKD_ENDPOINT_URL), for each mode (direct,
+then 20 ms added to every request by a loopback proxy): the plain pySqsListener
+baseline, bookd's real stack, and the PutObject ceiling, each on fresh queues and
+buckets with the same generated books. Then one bookd-only run for the listener's
+memory, with the HTTP load while it is saturated. Exit 1 if any correctness check
+failed (targets are reported, not enforced), 2 if LocalStack is not there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench import report
+from bench.contenders import (
+    ROOT,
+    Run,
+    baseline_consumer,
+    bookd_consumer,
+    run_ceiling,
+    run_queue_contender,
+)
+from bench.probes import SaturationProbe
+from bench.proxy import Proxy
+from bench.workload import Workload, make_workload
+from bookd.config import DEFAULT_CONCURRENCY, DEFAULT_RECEIVERS, Settings
+
+EXIT_INCORRECT = 1
+EXIT_NO_LOCALSTACK = 2
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How big each part of the benchmark is."""
+
+    books: int = 2000
+    groups: int = 50
+    delayed_books: int = 1000
+    """Books in the 20 ms runs: fewer, since the baseline does about 8 a second there."""
+    delay: float = 0.02
+    memory_marks: tuple[int, int] = (1000, 10_000)
+    """Messages after which the listener's RSS is read; the second is the run's size."""
+    http_clients: int = 50
+    http_requests: int = 20
+    """Requests per client, for each of /health and GET /."""
+    http_interval: float = 0.1
+    """Seconds between one client's requests: 50 clients offer 500 requests/s."""
+    threads: tuple[int, ...] = (1, 4, 16)
+    evaluate_targets: bool = True
+
+
+FULL = Plan()
+SMALL = Plan(
+    books=100,
+    groups=10,
+    delayed_books=30,
+    memory_marks=(200, 400),
+    http_requests=4,
+    evaluate_targets=False,
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument(
+        "--small", action="store_true", help="a quick run of the same code (make test)"
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=ROOT / "bench" / "results",
+        help="where latest.md/json/png go (default: bench/results)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for bookd's stack, e.g. BOOKD_CONCURRENCY=32 (repeatable)",
+    )
+    return parser.parse_args(argv)
+
+
+def _exit_on_term(signum: int, frame: FrameType | None) -> None:
+    # Unwind through the finally blocks, so queues, buckets and processes are cleaned up.
+    raise SystemExit(128 + signum)
+
+
+def localstack_version(settings: Settings) -> str:
+    """LocalStack's version; SystemExit(2) if it does not answer."""
+    url = f"{settings.endpoint_url}/_localstack/health"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response).get("version", "unknown")
+    except (OSError, ValueError) as exc:
+        print(f"LocalStack is not answering at {url} ({exc})", file=sys.stderr)
+        raise SystemExit(EXIT_NO_LOCALSTACK) from None
+
+
+def machine_facts(localstack: str) -> dict[str, str]:
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--", "bookd", "gunicorn_conf.py", "deploy"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout
+    changed = [line[3:] for line in status.splitlines()]
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "nproc": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "localstack": localstack,
+        "platform": platform.platform(),
+        # Other work on the machine (a test suite, a second LocalStack) skews the numbers.
+        "load average (1, 5, 15 min) at the end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "bookd commit": commit or "unknown",
+        # Uncommitted edits to the code under test, since the tree is shared while it runs.
+        "uncommitted bookd files": ", ".join(changed) or "none",
+    }
+
+
+def attempt(contender: str, mode: str, books: int, groups: int, run: Callable[[], Run]) -> Run:
+    """One run; a crash becomes a failed Run so that the others still go ahead."""
+    try:
+        result = run()
+    except Exception as exc:  # reported and counted as a failed check, then on to the next
+        traceback.print_exc()
+        result = Run(contender, mode, books, groups, problems=[f"run failed: {exc!r}"])
+    state = "correct" if result.passed else f"INCORRECT: {result.problems}"
+    print(
+        f"{mode:>9} {contender:<8} {result.books:>6} books {result.seconds:7.1f} s "
+        f"{result.rate:8.1f} msg/s  {state}",
+        flush=True,
+    )
+    return result
+
+
+def run_mode(
+    mode: str,
+    base: Settings,
+    workload: Workload,
+    *,
+    endpoint: str,
+    plan: Plan,
+    work: Path,
+    env: dict[str, str],
+) -> list[Run]:
+    """The three contenders, one after the other, with the same workload and endpoint."""
+    size = (len(workload.books), workload.groups)
+    return [
+        attempt(
+            "baseline",
+            mode,
+            *size,
+            lambda: run_queue_contender(
+                "baseline",
+                mode,
+                base,
+                workload,
+                endpoint=endpoint,
+                start=lambda s: baseline_consumer(s, work / f"{mode}-baseline"),
+            ),
+        ),
+        attempt(
+            "bookd",
+            mode,
+            *size,
+            lambda: run_queue_contender(
+                "bookd",
+                mode,
+                base,
+                workload,
+                endpoint=endpoint,
+                start=lambda s: bookd_consumer(s, work / f"{mode}-bookd", env),
+            ),
+        ),
+        attempt(
+            "ceiling",
+            mode,
+            *size,
+            lambda: run_ceiling(mode, base, workload, endpoint=endpoint, threads=plan.threads),
+        ),
+    ]
+
+
+def run_all(
+    plan: Plan, base: Settings, work: Path, bookd_env: dict[str, str]
+) -> tuple[list[Run], list[str], SaturationProbe]:
+    """Every run of the benchmark, in order; the proxy lives only as long as they do."""
+    target = urlsplit(base.endpoint_url)
+    proxy = Proxy((target.hostname, target.port or 80), delay=plan.delay).start()
+    modes = {
+        "local": (base.endpoint_url, make_workload(plan.books, plan.groups)),
+        f"{plan.delay * 1000:.0f}ms": (proxy.url, make_workload(plan.delayed_books, plan.groups)),
+    }
+    probe = SaturationProbe(
+        first_mark=plan.memory_marks[0],
+        http_clients=plan.http_clients,
+        http_requests=plan.http_requests,
+        http_interval=plan.http_interval,
+    )
+    runs: list[Run] = []
+    try:
+        for mode, (endpoint, workload) in modes.items():
+            runs += run_mode(
+                mode, base, workload, endpoint=endpoint, plan=plan, work=work, env=bookd_env
+            )
+    finally:
+        proxy.stop()
+    # The memory run: bookd alone, local, with the HTTP load once it is saturated.
+    count = plan.memory_marks[1]
+    memory_workload = make_workload(count, plan.groups)
+    runs.append(
+        attempt(
+            "bookd",
+            f"local-{count}",
+            count,
+            plan.groups,
+            lambda: run_queue_contender(
+                "bookd",
+                f"local-{count}",
+                base,
+                memory_workload,
+                endpoint=base.endpoint_url,
+                start=lambda s: bookd_consumer(s, work / "memory-bookd", bookd_env),
+                probe=probe,
+            ),
+        )
+    )
+    return runs, list(modes), probe
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = SMALL if args.small else FULL
+    signal.signal(signal.SIGTERM, _exit_on_term)
+    logging.basicConfig(level=logging.WARNING)
+    began = time.monotonic()
+    base = Settings.from_env()
+    localstack = localstack_version(base)
+    load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    bookd_env = {
+        # bookd's defaults, passed explicitly so that the report shows them.
+        "BOOKD_CONCURRENCY": str(DEFAULT_CONCURRENCY),
+        "BOOKD_RECEIVERS": str(DEFAULT_RECEIVERS),
+        **dict(item.split("=", 1) for item in args.env),
+    }
+    work = Path(tempfile.mkdtemp(prefix="bookd-bench-"))
+    keep_logs = False
+    try:
+        runs, modes, probe = run_all(plan, base, work, bookd_env)
+        problems = [f"{r.mode} {r.contender}: {p}" for r in runs for p in r.problems]
+        problems += probe.problems
+        ratios = report.ratios(runs, modes)
+        result: dict[str, Any] = {
+            "contenders": list(report.CONTENDERS),
+            "modes": modes,
+            "plan": asdict(plan),
+            "bookd_env": bookd_env,
+            "ratios": ratios,
+            "http": probe.http,
+            "http_idle": probe.http_idle,
+            "http_max_rate": probe.http_max,
+            "memory": probe.memory,
+            "targets": (
+                report.evaluate_targets(ratios, probe.http, probe.memory)
+                if plan.evaluate_targets
+                else None
+            ),
+            "correctness": {"passed": not problems, "problems": problems},
+            "notes": notes(plan),
+            "machine": {
+                **machine_facts(localstack),
+                "load average (1, 5, 15 min) at the start": load_at_start,
+            },
+            "total_seconds": time.monotonic() - began,
+        }
+        report.write(result, runs, modes, args.results)
+        print()
+        print(report.markdown(result, runs))
+        print(f"written to {args.results}/latest.md, latest.json and latest.png")
+        if problems:
+            keep_logs = True
+            print(f"the runs' logs are kept in {work}", file=sys.stderr)
+            return EXIT_INCORRECT
+        return 0
+    finally:
+        if not keep_logs:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def notes(plan: Plan) -> list[str]:
+    """How the numbers were taken, for whoever reads the report."""
+    out = [
+        "msg/s: books / (last output's SentTimestamp - the consumer process's start time "
+        "from /proc), so interpreter start-up and client set-up are included; "
+        "steady msg/s: from the first output to the last.",
+        "latency: from the client's wall clock when the preload's SendMessageBatch returned "
+        "to LocalStack's SentTimestamp of the output (one host, one clock). The queue is "
+        "preloaded, so this is mostly time waiting in the queue: about half the run at p50.",
+        "ceiling: bookd's PutObject call (BookStore.put) alone, same bodies, from pools of "
+        f"{', '.join(map(str, plan.threads))} threads; the best pool counts.",
+        f"{plan.delay * 1000:.0f} ms mode: a loopback proxy delays each request by that much; "
+        "consumers go through it, preloading and checks do not. A PutObject sent with "
+        "botocore's default 'Expect: 100-continue' (the baseline's) pays it twice, as it "
+        "would on a real network.",
+        "bookd runs as in production: supervisord, Gunicorn with 4 workers, one listener, "
+        "its default settings unless named in bookd_env.",
+    ]
+    if plan.delayed_books < plan.books:
+        out.append(
+            f"the {plan.delay * 1000:.0f} ms runs use {plan.delayed_books} books instead of "
+            f"{plan.books}: the baseline pays five round trips per message there (receive, "
+            "PutObject twice, send, delete), so the full workload would take it over 3 minutes."
+        )
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
