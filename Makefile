@@ -38,6 +38,10 @@ run: provision
 test: venv localstack-up lint
 	$(BIN)/pytest
 
+# Baseline vs bookd vs the PutObject ceiling, direct and with 20 ms per request (~8 min).
+bench: venv localstack-up
+	$(BIN)/python -m bench.run
+
 lint: venv
 	$(BIN)/ruff check bookd tests bench gunicorn_conf.py
 	$(BIN)/ruff format --check bookd tests bench gunicorn_conf.py

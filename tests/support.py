@@ -33,18 +33,26 @@ def remove_resources(settings: Settings) -> None:
         with contextlib.suppress(AWS_ERRORS):
             sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"])
     for bucket in settings.all_buckets:
+        _empty_and_delete_bucket(s3, bucket)
+
+
+def _empty_and_delete_bucket(s3: Any, bucket: str, *, rounds: int = 100) -> None:
+    # Page by page until nothing is left: LocalStack 4.14.0's version listing repeats
+    # or skips entries across pages for some keys, so one paginated pass is not enough.
+    for _ in range(rounds):
         try:
-            pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
-            for page in pages:
-                doomed = [
-                    {"Key": v["Key"], "VersionId": v["VersionId"]}
-                    for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
-                ]
-                if doomed:
-                    s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed})
-            s3.delete_bucket(Bucket=bucket)
+            page = s3.list_object_versions(Bucket=bucket, MaxKeys=1000)
         except AWS_ERRORS:
-            pass
+            return  # no such bucket
+        doomed = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
+        if not doomed:
+            break
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
+    with contextlib.suppress(*AWS_ERRORS):
+        s3.delete_bucket(Bucket=bucket)
 
 
 class Queues:
