@@ -19,7 +19,10 @@ from bookd.aws import AWS_ERRORS, make_client
 from bookd.config import Settings
 
 CACHE_SECONDS = 1.0
-"""How long one check's answer is reused."""
+"""How long one check's answer is reused before a refresh is started."""
+
+MAX_STALE_SECONDS = 5.0
+"""An answer older than this (nobody asked for a while) is not served: the call waits."""
 
 READY_STATES = ("available", "running")
 """LocalStack service states in which S3 or SQS answer calls."""
@@ -28,14 +31,21 @@ READY_STATES = ("available", "running")
 class Cached:
     """A function's result, refreshed at most once per ``ttl`` seconds.
 
-    Only the very first call waits for it. Afterwards a stale value is answered at
-    once while one background thread fetches the next, so a slow or unreachable
-    LocalStack never holds a request up, and a burst of requests makes one call.
+    A value up to ``max_stale`` seconds old is answered at once while one background
+    thread fetches the next, so under steady polling a slow or unreachable LocalStack
+    never holds a request up, and a burst of requests makes one call. Only the first
+    call, or one after a quiet spell, waits (at most the check's own timeout).
     """
 
-    def __init__(self, compute: Callable[[], Any], ttl: float = CACHE_SECONDS) -> None:
+    def __init__(
+        self,
+        compute: Callable[[], Any],
+        ttl: float = CACHE_SECONDS,
+        max_stale: float = MAX_STALE_SECONDS,
+    ) -> None:
         self._compute = compute
         self._ttl = ttl
+        self._max_stale = max_stale
         self._lock = threading.Lock()
         self._value: Any = None
         self._expires = 0.0
@@ -43,9 +53,10 @@ class Cached:
 
     def get(self) -> Any:
         with self._lock:
-            if self._value is None:
+            now = time.monotonic()
+            if self._value is None or now >= self._expires + self._max_stale:
                 self._store(self._compute())
-            elif time.monotonic() >= self._expires and not self._refreshing:
+            elif now >= self._expires and not self._refreshing:
                 self._refreshing = True
                 # Started here, in the serving process: no thread crosses a fork.
                 threading.Thread(target=self._refresh, name="check-refresh", daemon=True).start()

@@ -115,10 +115,6 @@ class Inflight:
         with self._lock:
             return [m for m, deadline in self._deadlines.values() if deadline < before]
 
-    def all(self) -> list[Message]:
-        with self._lock:
-            return [m for m, _ in self._deadlines.values()]
-
     def __len__(self) -> int:
         with self._lock:
             return len(self._deadlines)
@@ -216,10 +212,6 @@ class BookListener(SqsListener):
             self._receivers_done.set()
             heartbeat.join()
             self._pool.shutdown(wait=True)
-            held = self._inflight.all()
-            if held:
-                log.info("Listener %s: handing back %d messages", os.getpid(), len(held))
-                self._input.change_visibility(held, 0)
             metrics.LISTENER_UP.set(0)
             self._tick()
             log.info("Listener %s: stopped", os.getpid())
@@ -250,7 +242,8 @@ class BookListener(SqsListener):
             self._inflight.add(messages, time.monotonic() + self.settings.visibility_timeout)
             try:
                 self._work_batch(messages)
-            except Exception:  # logged top-level loop: the messages come back after visibility
+            except Exception:  # logged top-level loop: a bug must not end the listener
+                # Its messages come back when their visibility ends; SQS counts the tries.
                 log.exception("Listener %s: batch failed unexpectedly", os.getpid())
             finally:
                 self._inflight.discard(messages)

@@ -64,7 +64,7 @@ def test_a_stale_check_is_answered_at_once_while_one_refresh_runs_behind_it():
             release.wait(5)  # the refresh is slow, as an unreachable LocalStack is
         return len(calls)
 
-    cached = Cached(slow_check, ttl=0)
+    cached = Cached(slow_check, ttl=0, max_stale=60)
     assert cached.get() == 1  # only the first call waits
     began = time.monotonic()
     answers = [cached.get() for _ in range(20)]
@@ -73,3 +73,9 @@ def test_a_stale_check_is_answered_at_once_while_one_refresh_runs_behind_it():
     assert len(calls) == 2, "one refresh at a time, however many requests"
     release.set()
     assert wait_for(lambda: cached.get() == 2, timeout=2)
+
+
+def test_an_answer_older_than_max_stale_is_not_served():
+    calls = []
+    cached = Cached(lambda: calls.append(1) or len(calls), ttl=0, max_stale=0)
+    assert [cached.get(), cached.get(), cached.get()] == [1, 2, 3]
