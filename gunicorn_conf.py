@@ -71,4 +71,7 @@ def on_exit(server):
     """Wait for the listener to hand back its messages before the master is gone."""
     from bookd import supervision
 
-    supervision.wait_for_listener_exit(settings, timeout=settings.graceful_timeout)
+    if not supervision.wait_for_listener_exit(settings, timeout=settings.graceful_timeout):
+        server.log.warning(
+            "the listener still runs after %ss; supervisord will end it", settings.graceful_timeout
+        )

@@ -25,14 +25,21 @@ def _setup_logging(settings: Settings) -> None:
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every bookd error, whichever command raised it, ends as one line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BookdError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Commands)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """bookd: books from an SQS FIFO queue to S3, announced on a second queue."""
-    try:
-        settings = Settings.from_env()
-    except BookdError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = Settings.from_env()
     _setup_logging(settings)
     ctx.obj = settings
 
@@ -43,10 +50,7 @@ def provision(settings: Settings) -> None:
     """Create the buckets and queues (idempotent)."""
     from bookd.provision import provision as run_provision
 
-    try:
-        result = run_provision(settings)
-    except BookdError as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = run_provision(settings)
     click.echo(f"buckets: {', '.join(result.buckets)}")
     click.echo(f"input queue: {result.input_queue_url}")
     click.echo(f"output queue: {result.output_queue_url}")

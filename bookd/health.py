@@ -65,11 +65,11 @@ class Cached:
     def _refresh(self) -> None:
         try:
             value = self._compute()
+            with self._lock:
+                self._store(value)
         finally:
             with self._lock:
                 self._refreshing = False
-        with self._lock:
-            self._store(value)
 
     def _store(self, value: Any) -> None:
         self._value = value
@@ -81,24 +81,21 @@ class Checks:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._sqs: Any = None
-        self._s3: Any = None
+        self._clients: dict[str, Any] = {}
         self.services = Cached(self._check_services)
         self.queue = Cached(self._check_queue)
 
     def _client(self, service: str) -> Any:
-        attr = f"_{service}"
-        if getattr(self, attr) is None:
+        if service not in self._clients:
             # One attempt only: the whole check must fit in its timeout.
-            client = make_client(
+            self._clients[service] = make_client(
                 self.settings,
                 service,
                 read_timeout=self.settings.check_timeout,
                 pool=4,
                 attempts=1,
             )
-            setattr(self, attr, client)
-        return getattr(self, attr)
+        return self._clients[service]
 
     def _check_services(self) -> dict[str, Any]:
         """LocalStack's own health; against AWS, a cheap call to each bucket and queue."""

@@ -115,10 +115,6 @@ class Inflight:
         with self._lock:
             return [m for m, deadline in self._deadlines.values() if deadline < before]
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._deadlines)
-
 
 class BookListener(SqsListener):
     """Moves books from the input queue to S3 and announces them on the output queue."""
@@ -275,8 +271,7 @@ class BookListener(SqsListener):
         back: list[HandedBack] = [r for r in results if isinstance(r, HandedBack)]
         for r in stored:
             if r.message.message_id in unannounced:
-                delay = retry_delay(r.message.receive_count, self.settings.visibility_timeout)
-                back.append(HandedBack(r.message, "aws-send", delay))
+                back.append(self._hand_back(r.message, "aws-send"))
             else:
                 done.append(r.message)
 
@@ -319,8 +314,11 @@ class BookListener(SqsListener):
             log.warning(
                 "Listener %s: message %s will be retried: %s", os.getpid(), message.message_id, exc
             )
-            delay = retry_delay(message.receive_count, self.settings.visibility_timeout)
-            return HandedBack(message, exc.reason, delay)
+            return self._hand_back(message, exc.reason)
+
+    def _hand_back(self, message: Message, reason: str) -> HandedBack:
+        delay = retry_delay(message.receive_count, self.settings.visibility_timeout)
+        return HandedBack(message, reason, delay)
 
     def handle_message(self, message: Message) -> Stored:  # type: ignore[override]
         """Validate one book and put it in S3; raise InvalidBook or TransientError.
@@ -370,8 +368,7 @@ class BookListener(SqsListener):
                 )
             )
         except TransientError as exc:
-            delay = retry_delay(message.receive_count, self.settings.visibility_timeout)
-            return HandedBack(message, exc.reason, delay)
+            return self._hand_back(message, exc.reason)
         metrics.FAILED.labels(reason=reason).inc()
         return DeadLettered(message, reason)
 

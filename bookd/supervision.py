@@ -17,6 +17,7 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -158,10 +159,10 @@ def reap_children() -> None:
                     )
 
 
-def start_listener(settings: Settings, *, owner_pid: int, now: bool = False) -> int | None:
+def start_listener(settings: Settings, *, owner_pid: int) -> int | None:
     """Start a listener unless one runs, an operator stopped it, or a restart delay is due.
 
-    ``now`` skips the restart delay (an operator asked). Returns the new pid, if any.
+    Returns the new pid, if any.
     """
     state = StateDir(settings.state_dir)
     with flock(state.spawn_lock) as mine:
@@ -174,9 +175,7 @@ def start_listener(settings: Settings, *, owner_pid: int, now: bool = False) -> 
             metrics.mark_dead(previous)
         moment = time.time()
         restarts = Restarts(**state.read_json(state.restarts)).noticed_dead(moment)
-        if now:
-            restarts = Restarts()
-        elif restarts.wait_before_start(moment) > 0:
+        if restarts.wait_before_start(moment) > 0:
             state.write_json(state.restarts, asdict(restarts))
             return None
         state.write_json(state.restarts, asdict(restarts.started(moment)))
@@ -199,7 +198,7 @@ def stop_listener(settings: Settings) -> int | None:
     pid = state.read_json(state.status).get("pid")
     if pid and lock_is_held(state) and pid_alive(pid):
         # The status file is written by the lock holder, so this pid is the listener.
-        os.kill(pid, 15)
+        os.kill(pid, signal.SIGTERM)
         return pid
     return None
 

