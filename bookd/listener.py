@@ -136,8 +136,9 @@ class BookListener(SqsListener):
         self._receivers_done = threading.Event()
         self._inflight = Inflight()
         self.started_at = time.time()
+        self.connected_at: float | None = None
+        """When the queues were reached and the receive loops could begin."""
         self.last_poll_at: float | None = None
-        self.connected = False
 
     # --- control ------------------------------------------------------------
 
@@ -153,6 +154,10 @@ class BookListener(SqsListener):
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def connected(self) -> bool:
+        return self.connected_at is not None
 
     # --- the loop -----------------------------------------------------------
 
@@ -180,7 +185,7 @@ class BookListener(SqsListener):
                 self._stop.wait(delay)
                 delay = min(delay * 2, MAX_POLL_BACKOFF)
             else:
-                self.connected = True
+                self.connected_at = time.time()
                 return
 
     def _start_listening(self) -> None:

@@ -242,6 +242,7 @@ def listener_status(settings: Settings) -> dict[str, Any]:
         "state": name,
         "pid": status.get("pid") if held else None,
         "started_at": _iso(status.get("started_at")) if held else None,
+        "connected_at": _iso(status.get("connected_at")) if held else None,
         "last_poll_at": _iso(status.get("last_poll_at")),
         "quick_restarts": restarts.quick_deaths,
     }
@@ -297,6 +298,7 @@ class StatusReporter:
                 "owner": self.owner_pid,
                 "state": state,
                 "started_at": listener.started_at,
+                "connected_at": listener.connected_at,
                 "last_poll_at": listener.last_poll_at,
             },
         )

@@ -55,7 +55,10 @@ def test_four_workers_run_exactly_one_listener_across_reloads_and_recycling(make
     stack = make_stack(BOOKD_MAX_REQUESTS="10")
     [listener] = stack.processes(kind="listener")
     assert len(stack.processes(kind="gunicorn")) == 5  # master and 4 workers
-    assert stack.status()["listener"]["pid"] == listener
+    status = stack.status()["listener"]
+    assert status["pid"] == listener
+    # ISO times of one zone and format compare as strings.
+    assert status["started_at"] <= status["connected_at"]
 
     # Given workers recycled every ~10 requests and a HUP reload, when hooks fire in all
     # of them, then the same single listener keeps running.
