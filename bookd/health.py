@@ -1,8 +1,9 @@
 """Outbound checks for /health and GET /: short timeouts, results shared for a moment.
 
 A burst of health checks must not become a burst of calls to LocalStack or AWS,
-so each check's result is kept for ``CACHE_SECONDS`` and only one thread of a
-worker makes the call while the others wait for its answer.
+and a slow dependency must not make a slow health check: each check's result is
+kept for ``CACHE_SECONDS`` and refreshed by one background thread per worker, and
+a request waits for that call only when there is no answer yet (see Cached).
 """
 
 from __future__ import annotations
@@ -22,19 +23,27 @@ CACHE_SECONDS = 1.0
 """How long one check's answer is reused before a refresh is started."""
 
 MAX_STALE_SECONDS = 5.0
-"""An answer older than this (nobody asked for a while) is not served: the call waits."""
+"""Up to this long past its period an answer is served at once while a refresh runs."""
+
+PATIENCE_SECONDS = 0.05
+"""How long a request waits for a refresh of an older answer before it gets that one."""
 
 READY_STATES = ("available", "running")
 """LocalStack service states in which S3 or SQS answer calls."""
 
 
 class Cached:
-    """A function's result, refreshed at most once per ``ttl`` seconds.
+    """A function's result, refreshed at most once per ``ttl`` seconds, in the background.
 
-    A value up to ``max_stale`` seconds old is answered at once while one background
-    thread fetches the next, so under steady polling a slow or unreachable LocalStack
-    never holds a request up, and a burst of requests makes one call. Only the first
-    call, or one after a quiet spell, waits (at most the check's own timeout).
+    A health endpoint that waits on its dependencies turns their slowness into failed
+    probes and restarts, so a request waits for a call only when there is no answer
+    at all yet. Otherwise one background thread refreshes the answer, however many
+    requests come, and a request gets:
+
+    - an answer up to ``ttl + max_stale`` seconds old at once (steady polling);
+    - for an older one (a quiet spell), the fresh answer if it comes within
+      ``patience`` seconds (as it does when LocalStack is well), else the old one.
+      The next request gets the fresh answer once it is in.
     """
 
     def __init__(
@@ -42,38 +51,53 @@ class Cached:
         compute: Callable[[], Any],
         ttl: float = CACHE_SECONDS,
         max_stale: float = MAX_STALE_SECONDS,
+        patience: float = PATIENCE_SECONDS,
     ) -> None:
         self._compute = compute
         self._ttl = ttl
         self._max_stale = max_stale
+        self._patience = patience
         self._lock = threading.Lock()
         self._value: Any = None
+        self._error: Exception | None = None
         self._expires = 0.0
-        self._refreshing = False
+        self._refreshed: threading.Event | None = None
+        """Set when the refresh in progress ends; None while none runs."""
 
     def get(self) -> Any:
         with self._lock:
             now = time.monotonic()
-            if self._value is None or now >= self._expires + self._max_stale:
-                self._store(self._compute())
-            elif now >= self._expires and not self._refreshing:
-                self._refreshing = True
+            if self._value is not None and now < self._expires:
+                return self._value
+            refreshed = self._refreshed
+            if refreshed is None:
+                refreshed = self._refreshed = threading.Event()
                 # Started here, in the serving process: no thread crosses a fork.
                 threading.Thread(target=self._refresh, name="check-refresh", daemon=True).start()
+            if self._value is not None and now < self._expires + self._max_stale:
+                return self._value
+            has_value = self._value is not None
+        # The check bounds its own time (its timeouts), so the first wait ends.
+        refreshed.wait(self._patience if has_value else None)
+        with self._lock:
+            if self._value is None and self._error is not None:
+                raise self._error
             return self._value
 
     def _refresh(self) -> None:
+        value, error = None, None
         try:
             value = self._compute()
-            with self._lock:
-                self._store(value)
-        finally:
-            with self._lock:
-                self._refreshing = False
-
-    def _store(self, value: Any) -> None:
-        self._value = value
-        self._expires = time.monotonic() + self._ttl
+        except Exception as exc:  # handed to the requests that wait for this answer
+            error = exc
+        with self._lock:
+            if error is None:
+                self._value = value
+                self._expires = time.monotonic() + self._ttl
+            self._error = error
+            refreshed, self._refreshed = self._refreshed, None
+        if refreshed is not None:
+            refreshed.set()
 
 
 class Checks:

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from bench.proxy import Proxy
+from bookd import health
 from tests.e2e.stack import Stack
 from tests.support import Queues, wait_for
 
@@ -154,6 +155,28 @@ def test_health_is_503_within_3_s_while_localstack_is_away_and_recovers(
         assert wait_for(lambda: stack.get("/health").status_code == 200, timeout=30)
         send_books(queues, "recovered", 3)
         assert len(queues.outputs(3, timeout=30)) == 3
+    finally:
+        proxy.stop()
+
+
+def test_a_saturated_localstack_does_not_make_a_slow_health_check(make_stack, stack_settings):
+    host, port = stack_settings.endpoint_url.rsplit("//", 1)[1].split(":")
+    proxy = Proxy((host, int(port))).start()
+    try:
+        # One worker, so that every request meets the same cached answer.
+        stack = make_stack(stack_settings.replace(endpoint_url=proxy.url), BOOKD_WORKERS="1")
+        assert stack.get("/health").status_code == 200  # the first check waits for its call
+
+        # Given LocalStack now takes a second over every call, and a quiet spell long
+        # enough that the worker's answer is too old to be served as it is,
+        proxy.delay = 1.0
+        time.sleep(health.CACHE_SECONDS + health.MAX_STALE_SECONDS + 0.5)
+
+        # when health checkers poll, each gets an answer at once, not a second later.
+        for _ in range(3):
+            began = time.monotonic()
+            assert stack.get("/health").status_code == 200
+            assert time.monotonic() - began < 0.5
     finally:
         proxy.stop()
 

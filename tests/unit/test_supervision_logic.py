@@ -3,6 +3,8 @@
 import threading
 import time
 
+import pytest
+
 from bookd.aws import Message
 from bookd.health import Cached
 from bookd.listener import Inflight, retry_delay
@@ -75,7 +77,35 @@ def test_a_stale_check_is_answered_at_once_while_one_refresh_runs_behind_it():
     assert wait_for(lambda: cached.get() == 2, timeout=2)
 
 
-def test_an_answer_older_than_max_stale_is_not_served():
+def test_an_answer_older_than_max_stale_is_refreshed_before_it_is_served():
     calls = []
-    cached = Cached(lambda: calls.append(1) or len(calls), ttl=0, max_stale=0)
+    cached = Cached(lambda: calls.append(1) or len(calls), ttl=0, max_stale=0, patience=5)
     assert [cached.get(), cached.get(), cached.get()] == [1, 2, 3]
+
+
+def test_a_slow_refresh_of_an_old_answer_holds_a_request_only_for_its_patience():
+    release = threading.Event()
+    calls = []
+
+    def slow_check():
+        calls.append(1)
+        if len(calls) > 1:
+            release.wait(5)  # LocalStack saturated: its answer takes seconds
+        return len(calls)
+
+    cached = Cached(slow_check, ttl=0, max_stale=0, patience=0.2)
+    assert cached.get() == 1
+    began = time.monotonic()
+    assert [cached.get() for _ in range(3)] == [1, 1, 1], "the old answer, not a wait"
+    assert 0.2 <= time.monotonic() - began < 1.5, "each waited its patience, no more"
+    assert len(calls) == 2, "one refresh for all of them"
+    release.set()
+    assert wait_for(lambda: cached.get() == 2, timeout=2)
+
+
+def test_a_first_check_that_fails_raises_to_the_caller():
+    def broken():
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        Cached(broken).get()
