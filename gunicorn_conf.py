@@ -2,7 +2,8 @@
 
 Run by supervisord as ``gunicorn --config gunicorn_conf.py``. The hooks give the
 process tree its shape: the master starts the listener once it is ready, each
-worker keeps it alive, and the metrics of dead processes are dropped.
+worker keeps it alive and fetches its health checks' first answers, and the
+metrics of dead processes are dropped.
 """
 
 import os
@@ -58,6 +59,11 @@ def post_fork(server, worker):
     # Started after the fork: no thread crosses a fork.
     keeper = supervision.Keeper(settings, owner_pid=server.pid, alive=lambda: worker.alive)
     keeper.start()
+
+
+def post_worker_init(worker):
+    """Fetch the outbound checks' first answers, so no health check waits for them."""
+    worker.wsgi.extensions["bookd_checks"].prefetch()
 
 
 def child_exit(server, worker):

@@ -64,16 +64,18 @@ class Cached:
         self._refreshed: threading.Event | None = None
         """Set when the refresh in progress ends; None while none runs."""
 
+    def prefetch(self) -> None:
+        """Start fetching the first answer, so that the first request need not wait."""
+        with self._lock:
+            if self._value is None:
+                self._start_refresh()
+
     def get(self) -> Any:
         with self._lock:
             now = time.monotonic()
             if self._value is not None and now < self._expires:
                 return self._value
-            refreshed = self._refreshed
-            if refreshed is None:
-                refreshed = self._refreshed = threading.Event()
-                # Started here, in the serving process: no thread crosses a fork.
-                threading.Thread(target=self._refresh, name="check-refresh", daemon=True).start()
+            refreshed = self._start_refresh()
             if self._value is not None and now < self._expires + self._max_stale:
                 return self._value
             has_value = self._value is not None
@@ -83,6 +85,13 @@ class Cached:
             if self._value is None and self._error is not None:
                 raise self._error
             return self._value
+
+    def _start_refresh(self) -> threading.Event:
+        # Under the lock. Started here, in the serving process: no thread crosses a fork.
+        if self._refreshed is None:
+            self._refreshed = threading.Event()
+            threading.Thread(target=self._refresh, name="check-refresh", daemon=True).start()
+        return self._refreshed
 
     def _refresh(self) -> None:
         value, error = None, None
@@ -108,6 +117,11 @@ class Checks:
         self._clients: dict[str, Any] = {}
         self.services = Cached(self._check_services)
         self.queue = Cached(self._check_queue)
+
+    def prefetch(self) -> None:
+        """Fetch every check's first answer in the background (Gunicorn's post_worker_init)."""
+        self.services.prefetch()
+        self.queue.prefetch()
 
     def _client(self, service: str) -> Any:
         if service not in self._clients:

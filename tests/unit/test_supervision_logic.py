@@ -103,6 +103,15 @@ def test_a_slow_refresh_of_an_old_answer_holds_a_request_only_for_its_patience()
     assert wait_for(lambda: cached.get() == 2, timeout=2)
 
 
+def test_a_prefetched_check_answers_its_first_request_without_a_call():
+    calls = []
+    cached = Cached(lambda: calls.append(1) or len(calls), ttl=60)
+    cached.prefetch()
+    assert wait_for(lambda: calls == [1], timeout=2)
+    assert cached.get() == 1
+    assert calls == [1]
+
+
 def test_a_first_check_that_fails_raises_to_the_caller():
     def broken():
         raise RuntimeError("boom")
