@@ -10,12 +10,16 @@ terminates this process once every output has arrived.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from sqs_listener import SqsListener
 
 from bookd.aws import make_client
 from bookd.config import Settings
+
+READY = "baseline ready at"
+"""Printed with the wall-clock time once the clients exist, just before the first receive."""
 
 
 class BaselineListener(SqsListener):
@@ -61,4 +65,6 @@ class BaselineListener(SqsListener):
 
 
 if __name__ == "__main__":
-    BaselineListener(Settings.from_env()).listen()
+    listener = BaselineListener(Settings.from_env())
+    print(f"{READY} {time.time():.6f}", flush=True)
+    listener.listen()

@@ -1,9 +1,12 @@
 """The three contenders and how one run of each is timed and checked.
 
 A queue contender (the baseline, bookd) gets fresh queues and buckets, the whole
-workload preloaded, then its consumer is started; the run lasts from the consumer
-process's start to LocalStack's SentTimestamp of the last output message. The
-ceiling is bookd's PutObject alone, from a thread pool, with the same bodies.
+workload preloaded, then its consumer is started; the run lasts from the moment the
+consumer is ready (its clients made, its first receive next) to LocalStack's
+SentTimestamp of the last output message. The ceiling is bookd's PutObject alone,
+from a thread pool made with the same bodies, timed from its first put: so none of
+the three is charged for interpreter start-up or client set-up, and the start-up
+time is reported beside each queue contender.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.baseline import READY
 from bench.checks import Verdict, check_objects, check_outputs, drain_outputs, queue_depth
-from bench.probes import percentile, process_started_at
+from bench.probes import cpu_seconds, localstack_pid, percentile, process_started_at
 from bench.workload import Workload, preload
 from bookd.aws import BookStore, make_client
 from bookd.config import Settings
@@ -45,9 +50,14 @@ class Run:
     mode: str
     books: int
     groups: int
+    round: int = 1
     seconds: float = 0.0
     rate: float = 0.0
-    """Messages (or puts) per second over the whole run."""
+    """Messages (or puts) per second, from the consumer being ready to the last output."""
+    startup_seconds: float | None = None
+    """From the consumer process's start to its being ready (queue contenders only)."""
+    cpu_ms_per_book: dict[str, float] = field(default_factory=dict)
+    """CPU per book of the consumer (or the ceiling's client) and of a host LocalStack."""
     steady_rate: float | None = None
     """Messages per second from the first output to the last: start-up left out."""
     latency_p50: float | None = None
@@ -66,6 +76,8 @@ class Consumer:
 
     pid: int
     alive: Callable[[], bool]
+    ready_at: Callable[[], float]
+    """Wall-clock time the consumer had its clients and was about to receive."""
     stop: Callable[[], dict[str, Any]]
     """Stops the consumer and returns facts for the report."""
     stack: Stack | None = None
@@ -119,8 +131,14 @@ def baseline_consumer(settings: Settings, workdir: Path) -> Iterator[Consumer]:
                 proc.wait()
         return {"log_problems": log_problems(log_path)}
 
+    def ready_at() -> float:
+        for line in log_path.read_text(errors="replace").splitlines():
+            if line.startswith(READY):
+                return float(line.split()[-1])
+        raise RuntimeError(f"the baseline never said {READY!r}; see {log_path}")
+
     try:
-        yield Consumer(proc.pid, alive=lambda: proc.poll() is None, stop=stop)
+        yield Consumer(proc.pid, alive=lambda: proc.poll() is None, ready_at=ready_at, stop=stop)
     finally:
         stop()
 
@@ -141,10 +159,20 @@ def bookd_consumer(settings: Settings, workdir: Path, env: Mapping[str, str]) ->
             "log_problems": log_problems(workdir / "stack.log"),
         }
 
+    def ready_at() -> float:
+        # The listener's own record of reaching the queues, as GET / shows it.
+        return datetime.fromisoformat(stack.status()["listener"]["connected_at"]).timestamp()
+
     try:
         stack.start()
         [pid] = stack.processes(kind="listener")
-        yield Consumer(pid, alive=lambda: stack.supervisord.poll() is None, stop=stop, stack=stack)
+        yield Consumer(
+            pid,
+            alive=lambda: stack.supervisord.poll() is None,
+            ready_at=ready_at,
+            stop=stop,
+            stack=stack,
+        )
     finally:
         stack.cleanup()
 
@@ -185,17 +213,23 @@ def run_queue_contender(
     endpoint: str,
     start: Callable[[Settings], contextlib.AbstractContextManager[Consumer]],
     probe: Probe | None = None,
+    round: int = 1,
 ) -> Run:
     """Preload fresh queues, run the consumer against ``endpoint`` until done, check it."""
     count = len(workload.books)
-    run = Run(name, mode, count, workload.groups)
+    run = Run(name, mode, count, workload.groups, round=round)
     settings = unique_settings(base)
+    localstack = CpuMeter(localstack_pid(ROOT))
     try:
         provision(settings)
         sent = preload(settings, workload)
+        localstack.start()
         with start(settings.replace(endpoint_url=endpoint)) as consumer:
-            began = process_started_at(consumer.pid)
             wait_until_done(settings, count, consumer, timeout=60 + count / 5, probe=probe)
+            ready = consumer.ready_at()
+            run.startup_seconds = ready - process_started_at(consumer.pid)
+            run.cpu_ms_per_book = {"consumer": cpu_seconds(consumer.pid) * 1000 / count}
+            run.cpu_ms_per_book.update(localstack.per_book(count))
             run.extra.update(consumer.stop())
         outputs = drain_outputs(settings, timeout=60 + count / 20)
         verdict = Verdict()
@@ -207,8 +241,9 @@ def run_queue_contender(
     if outputs:
         first = min(o.sent for o in outputs)
         last = max(o.sent for o in outputs)
-        run.seconds = last - began
+        run.seconds = last - ready
         run.rate = count / run.seconds
+        run.extra["rate_from_process_start"] = count / (run.seconds + run.startup_seconds)
         run.steady_rate = (count - 1) / (last - first) if last > first else None
         latencies = [o.sent - sent[o.body["id"]] for o in outputs if o.body.get("id") in sent]
         run.latency_p50 = percentile(latencies, 50)
@@ -216,13 +251,38 @@ def run_queue_contender(
     return run
 
 
+class CpuMeter:
+    """CPU used by a process (LocalStack) from start() on; a no-op without a pid."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.began = 0.0
+
+    def start(self) -> None:
+        if self.pid is not None:
+            self.began = cpu_seconds(self.pid)
+
+    def per_book(self, count: int) -> dict[str, float]:
+        if self.pid is None:
+            return {}
+        return {"localstack": (cpu_seconds(self.pid) - self.began) * 1000 / count}
+
+
 def run_ceiling(
-    mode: str, base: Settings, workload: Workload, *, endpoint: str, threads: Sequence[int]
+    mode: str,
+    base: Settings,
+    workload: Workload,
+    *,
+    endpoint: str,
+    threads: Sequence[int],
+    round: int = 1,
 ) -> Run:
     """PutObject of every body from a pool of each size in ``threads``; the best one counts."""
     count = len(workload.books)
-    run = Run("ceiling", mode, count, workload.groups)
+    run = Run("ceiling", mode, count, workload.groups, round=round)
     rates: dict[int, float] = {}
+    cpu: dict[int, dict[str, float]] = {}
+    localstack = CpuMeter(localstack_pid(ROOT))
     for size in threads:
         # Fresh buckets per pool size, so each object must have exactly one version.
         settings = unique_settings(base)
@@ -240,10 +300,14 @@ def run_ceiling(
                     book_id=book.id,
                 )
 
+            localstack.start()
+            client_cpu = time.process_time()  # this process: only the pool works meanwhile
             began = time.perf_counter()
             with ThreadPoolExecutor(size) as pool:
                 list(pool.map(put, workload.books))
             rates[size] = count / (time.perf_counter() - began)
+            cpu[size] = {"consumer": (time.process_time() - client_cpu) * 1000 / count}
+            cpu[size].update(localstack.per_book(count))
             verdict = Verdict()
             check_objects(settings, workload, verdict)
             run.problems += [f"{size} threads: {p}" for p in verdict.problems]
@@ -252,5 +316,6 @@ def run_ceiling(
     best = max(rates, key=rates.__getitem__)
     run.rate = rates[best]
     run.seconds = count / run.rate
+    run.cpu_ms_per_book = cpu[best]
     run.extra = {"threads": best, "rate_by_threads": rates}
     return run

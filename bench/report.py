@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,30 +18,36 @@ from bench.contenders import Run  # noqa: E402
 CONTENDERS = ("baseline", "bookd", "ceiling")
 
 
-def find(runs: list[Run], contender: str, mode: str) -> Run | None:
-    return next((r for r in runs if r.contender == contender and r.mode == mode), None)
+def find_all(runs: list[Run], contender: str, mode: str) -> list[Run]:
+    """The passed runs of one contender in one mode, in round order."""
+    return [r for r in runs if r.contender == contender and r.mode == mode and r.passed]
 
 
-def ratios(runs: list[Run], modes: list[str]) -> dict[str, dict[str, float | None]]:
-    """bookd's rate over the baseline's and over the ceiling's, per mode."""
-    out: dict[str, dict[str, float | None]] = {}
+def median_rate(runs: list[Run]) -> float | None:
+    return statistics.median(r.rate for r in runs) if runs else None
+
+
+def ratios(runs: list[Run], modes: list[str]) -> dict[str, dict[str, Any]]:
+    """Per mode: bookd's median rate over the baseline's, and the median over rounds of
+    bookd's rate over the ceiling taken right after it (a round counts only when both
+    of its runs passed)."""
+    out: dict[str, dict[str, Any]] = {}
     for mode in modes:
-        bookd = find(runs, "bookd", mode)
-        baseline = find(runs, "baseline", mode)
-        ceiling = find(runs, "ceiling", mode)
+        bookd = find_all(runs, "bookd", mode)
+        baseline = median_rate(find_all(runs, "baseline", mode))
+        ceilings = {r.round: r.rate for r in find_all(runs, "ceiling", mode)}
+        by_round = [b.rate / ceilings[b.round] for b in bookd if ceilings.get(b.round)]
+        bookd_rate = median_rate(bookd)
         out[mode] = {
-            "bookd/baseline": _ratio(bookd, baseline),
-            "bookd/ceiling": _ratio(bookd, ceiling),
+            "bookd/baseline": bookd_rate / baseline if bookd_rate and baseline else None,
+            "bookd/ceiling": statistics.median(by_round) if by_round else None,
+            "bookd/ceiling by round": by_round,
         }
     return out
 
 
-def _ratio(a: Run | None, b: Run | None) -> float | None:
-    return a.rate / b.rate if a and b and a.passed and b.passed and b.rate else None
-
-
 def evaluate_targets(
-    ratios: dict[str, dict[str, float | None]], http: dict[str, Any], memory: dict[str, Any]
+    ratios: dict[str, dict[str, Any]], http: dict[str, Any], memory: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """The targets of issue 4, each with its measured value and PASS or FAIL."""
     local, delayed = ratios.get("local", {}), ratios.get("20ms", {})
@@ -71,15 +78,18 @@ def _num(value: float | None, digits: int = 2) -> str:
 def table(runs: list[Run]) -> str:
     """A markdown table, one row per run."""
     lines = [
-        "| mode | contender | books | groups | seconds | msg/s | steady msg/s "
-        "| latency p50 s | latency p99 s | correct |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| mode | contender | round | books | seconds | msg/s | steady msg/s | start-up s "
+        "| latency p50 s | latency p99 s | CPU ms/book: consumer | CPU ms/book: LocalStack "
+        "| correct |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in runs:
+        cpu = r.cpu_ms_per_book
         lines.append(
-            f"| {r.mode} | {r.contender} | {r.books} | {r.groups} | {_num(r.seconds)} "
-            f"| {_num(r.rate, 1)} | {_num(r.steady_rate, 1)} | {_num(r.latency_p50)} "
-            f"| {_num(r.latency_p99)} | {'yes' if r.passed else 'NO'} |"
+            f"| {r.mode} | {r.contender} | {r.round} | {r.books} | {_num(r.seconds)} "
+            f"| {_num(r.rate, 1)} | {_num(r.steady_rate, 1)} | {_num(r.startup_seconds)} "
+            f"| {_num(r.latency_p50)} | {_num(r.latency_p99)} | {_num(cpu.get('consumer'))} "
+            f"| {_num(cpu.get('localstack'))} | {'yes' if r.passed else 'NO'} |"
         )
     return "\n".join(lines)
 
@@ -87,9 +97,17 @@ def table(runs: list[Run]) -> str:
 def markdown(result: dict[str, Any], runs: list[Run]) -> str:
     """latest.md: the table, ratios, probes, targets, problems and machine facts."""
     parts = ["# bookd benchmark", "", table(runs), ""]
-    parts += ["## Ratios", "", "| mode | bookd/baseline | bookd/ceiling |", "|---|---:|---:|"]
+    parts += [
+        "## Ratios",
+        "",
+        "| mode | bookd/baseline | bookd/ceiling (median) | bookd/ceiling by round |",
+        "|---|---:|---:|---|",
+    ]
     for mode, r in result["ratios"].items():
-        parts.append(f"| {mode} | {_num(r['bookd/baseline'])} | {_num(r['bookd/ceiling'])} |")
+        rounds = ", ".join(_num(v) for v in r["bookd/ceiling by round"]) or "-"
+        parts.append(
+            f"| {mode} | {_num(r['bookd/baseline'])} | {_num(r['bookd/ceiling'])} | {rounds} |"
+        )
     http, memory = result["http"], result["memory"]
     parts += ["", "## While bookd is saturated (local memory run)", ""]
     parts.append(
@@ -101,7 +119,8 @@ def markdown(result: dict[str, Any], runs: list[Run]) -> str:
         if isinstance(h, dict):
             parts.append(
                 f"- `GET {path}`: {h['requests']} requests, p50 {h['p50'] * 1000:.1f} ms, "
-                f"p99 {h['p99'] * 1000:.1f} ms, status codes {h['codes']}"
+                f"p99 {h['p99'] * 1000:.1f} ms (without each client's first request "
+                f"{h['p99_after_first'] * 1000:.1f} ms), status codes {h['codes']}"
             )
     for path, h in result["http_max_rate"].items():
         parts.append(
@@ -140,19 +159,24 @@ COLORS = {"baseline": "#999999", "bookd": "#1f77b4", "ceiling": "#2ca02c"}
 
 
 def chart(runs: list[Run], modes: list[str], path: Path) -> None:
-    """Messages per second of each contender, one panel per mode."""
+    """Messages per second of each contender, one panel per mode: the median over its
+    rounds as a bar, each round as a dot."""
     fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4), squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=True):
-        shown = [r for c in CONTENDERS if (r := find(runs, c, mode))]
+        shown = [(c, found) for c in CONTENDERS if (found := find_all(runs, c, mode))]
         bars = ax.bar(
-            [r.contender for r in shown],
-            [r.rate for r in shown],
-            color=[COLORS[r.contender] for r in shown],
+            [c for c, _ in shown],
+            [median_rate(found) for _, found in shown],
+            color=[COLORS[c] for c, _ in shown],
         )
         ax.bar_label(bars, fmt="%.0f")
-        ax.set_title(f"{mode} ({shown[0].books if shown else 0} books)")
+        for c, found in shown:
+            if len(found) > 1:
+                ax.plot([c] * len(found), [r.rate for r in found], "k.", alpha=0.6)
+        books = shown[0][1][0].books if shown else 0
+        ax.set_title(f"{mode} ({books} books)")
         ax.set_ylabel("messages (PutObjects) per second")
-    fig.suptitle("bookd benchmark: throughput against LocalStack")
+    fig.suptitle("bookd benchmark: throughput against LocalStack (bars: median of rounds)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -35,6 +35,21 @@ def test_small_benchmark_checks_correctness_and_writes_its_report(base_settings,
     assert data["contenders"] == ["baseline", "bookd", "ceiling"]
     ran = {(run["mode"], run["contender"]) for run in data["runs"] if not run["problems"]}
     assert {(m, c) for m in data["modes"] for c in data["contenders"]} <= ran
+    # Local rounds pair each bookd run with a ceiling taken right after it.
+    local = [r for r in data["runs"] if r["mode"] == "local" and r["contender"] != "baseline"]
+    assert sorted((r["contender"], r["round"]) for r in local) == [
+        ("bookd", 1),
+        ("bookd", 2),
+        ("ceiling", 1),
+        ("ceiling", 2),
+    ]
+    assert len(data["ratios"]["local"]["bookd/ceiling by round"]) == 2
+    # Queue contenders are timed from when they were ready, and their start-up is shown.
+    for run in data["runs"]:
+        assert run["cpu_ms_per_book"]["consumer"] > 0, run
+        if run["contender"] != "ceiling":
+            assert 0 < run["startup_seconds"] < 30, run
+            assert run["rate"] > run["extra"]["rate_from_process_start"], run
     assert data["memory"]["last_mb"] > 0
     assert data["http"]["/health"]["requests"] > 0
     assert data["targets"] is None  # only the full run evaluates them
