@@ -41,7 +41,7 @@ DEFAULT_WAIT_TIME = 10
 DEFAULT_CONCURRENCY = 16
 """Threads working on different message groups at once, in the one listener."""
 
-DEFAULT_RECEIVERS = 8
+DEFAULT_RECEIVERS = 16
 """Receive loops in flight at once. A FIFO receive returns one group's messages, which
 are worked on in order, so this is how many groups move at once (`make bench`)."""
 
