@@ -112,7 +112,8 @@ def markdown(result: dict[str, Any], runs: list[Run]) -> str:
     parts += ["", "## While bookd is saturated (local memory run)", ""]
     parts.append(
         f"50 clients, each polling once every {_num(result['plan']['http_interval'], 2)} s "
-        "(latency counted from when each request was due):"
+        "(latency counted from when each request was due; the clock starts once all "
+        "clients are set up):"
     )
     parts.append("")
     for path, h in http.items():
@@ -122,6 +123,13 @@ def markdown(result: dict[str, Any], runs: list[Run]) -> str:
                 f"p99 {h['p99'] * 1000:.1f} ms (without each client's first request "
                 f"{h['p99_after_first'] * 1000:.1f} ms), status codes {h['codes']}"
             )
+            slow = h["slowest"][0] if h["slowest"] else None
+            if slow:
+                parts.append(
+                    f"  - slowest: {slow['seconds'] * 1000:.1f} ms, request "
+                    f"{slow['request_index']} of its client, left the bench "
+                    f"{slow['left_late'] * 1000:.1f} ms late, served by {slow['served_by']}"
+                )
     for path, h in result["http_max_rate"].items():
         parts.append(
             f"- at the highest rate the 50 clients can drive (each sends again once answered), "
@@ -164,15 +172,18 @@ def chart(runs: list[Run], modes: list[str], path: Path) -> None:
     fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4), squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=True):
         shown = [(c, found) for c in CONTENDERS if (found := find_all(runs, c, mode))]
+        positions = range(len(shown))
         bars = ax.bar(
-            [c for c, _ in shown],
+            positions,
             [median_rate(found) for _, found in shown],
             color=[COLORS[c] for c, _ in shown],
+            tick_label=[c for c, _ in shown],
         )
         ax.bar_label(bars, fmt="%.0f")
-        for c, found in shown:
+        for x, (_, found) in zip(positions, shown, strict=True):
             if len(found) > 1:
-                ax.plot([c] * len(found), [r.rate for r in found], "k.", alpha=0.6)
+                # Beside the bar's label, not over it.
+                ax.plot([x + 0.3] * len(found), [r.rate for r in found], "k.", alpha=0.6)
         books = shown[0][1][0].books if shown else 0
         ax.set_title(f"{mode} ({books} books)")
         ax.set_ylabel("messages (PutObjects) per second")
