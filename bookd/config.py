@@ -43,7 +43,8 @@ DEFAULT_CONCURRENCY = 16
 
 DEFAULT_RECEIVERS = 16
 """Receive loops in flight at once. A FIFO receive returns one group's messages, which
-are worked on in order, so this is how many groups move at once (`make bench`)."""
+are worked on in order, so this is how many groups move at once. Against a real
+network each group mostly waits, so more loops move more books (README: Benchmark)."""
 
 DEFAULT_LISTENER_NICE = 10
 """CPU niceness added to the listener, so the HTTP API wins when the CPU is short."""
