@@ -9,6 +9,7 @@ a request waits for that call only when there is no answer yet (see Cached).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -18,6 +19,8 @@ from typing import Any
 
 from bookd.aws import AWS_ERRORS, make_client
 from bookd.config import Settings
+
+log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 1.0
 """How long one check's answer is reused before a refresh is started."""
@@ -98,6 +101,8 @@ class Cached:
         try:
             value = self._compute()
         except Exception as exc:  # handed to the requests that wait for this answer
+            name = getattr(self._compute, "__name__", "check")
+            log.exception("Check %s failed; its last answer stays", name)
             error = exc
         with self._lock:
             if error is None:
