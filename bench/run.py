@@ -3,7 +3,8 @@
 Against the LocalStack of the settings (BOOKD_ENDPOINT_URL), for each mode (direct,
 then 20 ms added to every request by a loopback proxy): the plain pySqsListener
 baseline, bookd's real stack, and the PutObject ceiling, each on fresh queues and
-buckets with the same generated books. Then one bookd-only run for the listener's
+buckets with the same generated books; locally bookd and the ceiling alternate
+for a few rounds (Plan.rounds). Then one bookd-only run for the listener's
 memory, with the HTTP load while it is saturated. Exit 1 if any correctness check
 failed (targets are reported, not enforced), 2 if LocalStack is not there.
 """
