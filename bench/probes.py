@@ -22,16 +22,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name, which may hold spaces."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def process_started_at(pid: int) -> float:
     """Wall-clock time the process started, from /proc (10 ms resolution)."""
-    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    ticks = int(_stat(pid)[19])
     uptime = float(Path("/proc/uptime").read_text().split()[0])
     return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time the process has used so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -41,9 +46,10 @@ def localstack_pid(root: Path) -> int | None:
     None when LocalStack runs elsewhere (Docker, another machine): its CPU is then
     not ours to read, and the report leaves that column out.
     """
-    var = Path(os.environ.get("BOOKD_VAR_DIR") or root / "var")
+    # As scripts/localstack.sh reads it: relative to the repository, "var" by default.
+    var = root / (os.environ.get("BOOKD_VAR_DIR") or "var")
     try:
-        pid = int((var if var.is_absolute() else root / var).joinpath("localstack.pid").read_text())
+        pid = int((var / "localstack.pid").read_text())
         if b"localstack" in Path(f"/proc/{pid}/cmdline").read_bytes():
             return pid
     except (OSError, ValueError):
