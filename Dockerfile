@@ -27,9 +27,10 @@ USER 10001:10001
 ENV BOOKD_BIND=0.0.0.0:8000
 EXPOSE 8000
 
-# /health answers 200 only when the listener and S3/SQS are fine; urlopen raises on anything else.
-# The slim image has no curl, hence Python.
+# /livez: is the listener alive and not stuck? It never calls AWS, so an S3 or SQS outage
+# never restarts a healthy container (/readyz and /health say whether bookd can work now).
+# urlopen raises on anything but 2xx; the slim image has no curl, hence Python.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/livez', timeout=4)"]
 
 CMD ["supervisord", "-n", "-c", "deploy/supervisord.conf"]

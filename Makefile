@@ -43,8 +43,8 @@ bench: venv localstack-up
 	$(BIN)/python -m bench.run
 
 lint: venv
-	$(BIN)/ruff check bookd tests bench gunicorn_conf.py
-	$(BIN)/ruff format --check bookd tests bench gunicorn_conf.py
+	$(BIN)/ruff check bookd tests bench harness gunicorn_conf.py
+	$(BIN)/ruff format --check bookd tests bench harness gunicorn_conf.py
 
 clean:
 	rm -rf $(VENV) var

@@ -25,14 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline import READY
-from bench.checks import Verdict, check_objects, check_outputs, drain_outputs, queue_depth
-from bench.probes import cpu_seconds, localstack_pid, percentile, process_started_at
-from bench.workload import Workload, preload
+from bench.probes import percentile
 from bookd.aws import BookStore, make_client
+from bookd.books import metadata_value
 from bookd.config import Settings
+from bookd.ports import BOOK_ID_METADATA, MESSAGE_ID_METADATA
 from bookd.provision import provision
-from tests.e2e.stack import Stack, settings_env
-from tests.support import remove_resources, unique_settings
+from harness.audit import Verdict, check_objects, check_outputs
+from harness.localstack import shared_pid
+from harness.procfs import cpu_seconds, started_at
+from harness.resources import drain, queue_depth, remove_resources, unique_settings
+from harness.stack import Stack, settings_env
+from harness.workload import Workload, preload
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -219,7 +223,7 @@ def run_queue_contender(
     count = len(workload.books)
     run = Run(name, mode, count, workload.groups, round=round)
     settings = unique_settings(base)
-    localstack = CpuMeter(localstack_pid(ROOT))
+    localstack = CpuMeter(shared_pid(ROOT))
     try:
         provision(settings)
         sent = preload(settings, workload)
@@ -227,11 +231,11 @@ def run_queue_contender(
         with start(settings.replace(endpoint_url=endpoint)) as consumer:
             wait_until_done(settings, count, consumer, timeout=60 + count / 5, probe=probe)
             ready = consumer.ready_at()
-            run.startup_seconds = ready - process_started_at(consumer.pid)
+            run.startup_seconds = ready - started_at(consumer.pid)
             run.cpu_ms_per_book = {"consumer": cpu_seconds(consumer.pid) * 1000 / count}
             run.cpu_ms_per_book.update(localstack.per_book(count))
             run.extra.update(consumer.stop())
-        outputs = drain_outputs(settings, timeout=60 + count / 20)
+        outputs = drain(settings, settings.output_queue, timeout=60 + count / 20)
         verdict = Verdict()
         check_outputs(settings, workload, outputs, verdict)
         check_objects(settings, workload, verdict)
@@ -245,7 +249,8 @@ def run_queue_contender(
         run.rate = count / run.seconds
         run.extra["rate_from_process_start"] = count / (run.seconds + run.startup_seconds)
         run.steady_rate = (count - 1) / (last - first) if last > first else None
-        latencies = [o.sent - sent[o.body["id"]] for o in outputs if o.body.get("id") in sent]
+        ids = [o.json().get("id") for o in outputs]
+        latencies = [o.sent - sent[i] for o, i in zip(outputs, ids, strict=True) if i in sent]
         run.latency_p50 = percentile(latencies, 50)
         run.latency_p99 = percentile(latencies, 99)
     return run
@@ -282,7 +287,7 @@ def run_ceiling(
     run = Run("ceiling", mode, count, workload.groups, round=round)
     rates: dict[int, float] = {}
     cpu: dict[int, dict[str, float]] = {}
-    localstack = CpuMeter(localstack_pid(ROOT))
+    localstack = CpuMeter(shared_pid(ROOT))
     for size in threads:
         # Fresh buckets per pool size, so each object must have exactly one version.
         settings = unique_settings(base)
@@ -296,8 +301,10 @@ def run_ceiling(
                     settings.buckets[book.genre],
                     book.key,
                     book.body.encode("utf-8"),
-                    message_id=book.id,
-                    book_id=book.id,
+                    metadata={
+                        MESSAGE_ID_METADATA: book.id,
+                        BOOK_ID_METADATA: metadata_value(book.id),
+                    },
                 )
 
             localstack.start()

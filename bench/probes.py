@@ -1,17 +1,17 @@
-"""Looking at running processes: their start time and memory, and HTTP latency under load."""
+"""HTTP latency under load, and the listener's memory while it is saturated."""
 
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import requests
+
+from harness.procfs import rss_mb
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -20,49 +20,6 @@ def percentile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
-
-
-def _stat(pid: int) -> list[str]:
-    """The fields of /proc/<pid>/stat after the command name, which may hold spaces."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def process_started_at(pid: int) -> float:
-    """Wall-clock time the process started, from /proc (10 ms resolution)."""
-    ticks = int(_stat(pid)[19])
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
-    return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used so far, from /proc."""
-    fields = _stat(pid)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def localstack_pid(root: Path) -> int | None:
-    """The host LocalStack started by scripts/localstack.sh, if that is what runs.
-
-    None when LocalStack runs elsewhere (Docker, another machine): its CPU is then
-    not ours to read, and the report leaves that column out.
-    """
-    # As scripts/localstack.sh reads it: relative to the repository, "var" by default.
-    var = root / (os.environ.get("BOOKD_VAR_DIR") or "var")
-    try:
-        pid = int((var / "localstack.pid").read_text())
-        if b"localstack" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return pid
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory (VmRSS) of a process, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 def http_latency(

@@ -12,7 +12,6 @@ failed (targets are reported, not enforced), 2 if LocalStack is not there.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -23,7 +22,6 @@ import sys
 import tempfile
 import time
 import traceback
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -42,9 +40,10 @@ from bench.contenders import (
     run_queue_contender,
 )
 from bench.probes import SaturationProbe
-from bench.proxy import Proxy
-from bench.workload import Workload, make_workload
-from bookd.config import DEFAULT_CONCURRENCY, DEFAULT_RECEIVERS, Settings
+from bookd.config import Settings
+from harness import localstack
+from harness.proxy import Proxy
+from harness.workload import Workload, make_workload
 
 EXIT_INCORRECT = 1
 EXIT_NO_LOCALSTACK = 2
@@ -116,12 +115,10 @@ def _exit_on_term(signum: int, frame: FrameType | None) -> None:
 
 def localstack_version(settings: Settings) -> str:
     """LocalStack's version; SystemExit(2) if it does not answer."""
-    url = f"{settings.endpoint_url}/_localstack/health"
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return json.load(response).get("version", "unknown")
+        return localstack.health(settings.endpoint_url, timeout=5).get("version", "unknown")
     except (OSError, ValueError) as exc:
-        print(f"LocalStack is not answering at {url} ({exc})", file=sys.stderr)
+        print(f"LocalStack is not answering at {settings.endpoint_url} ({exc})", file=sys.stderr)
         raise SystemExit(EXIT_NO_LOCALSTACK) from None
 
 
@@ -297,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     bookd_env = {
         # bookd's defaults, passed explicitly so that the report shows them.
-        "BOOKD_CONCURRENCY": str(DEFAULT_CONCURRENCY),
-        "BOOKD_RECEIVERS": str(DEFAULT_RECEIVERS),
+        "BOOKD_CONCURRENCY": str(Settings().concurrency),
+        "BOOKD_RECEIVERS": str(Settings().receivers),
         **dict(item.split("=", 1) for item in args.env),
     }
     work = Path(tempfile.mkdtemp(prefix="bookd-bench-"))

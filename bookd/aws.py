@@ -1,41 +1,34 @@
-"""Client construction and thin S3/SQS adapters. No business logic lives here.
+"""Client construction and the S3/SQS adapters of bookd.ports. No business logic lives here.
 
-Clients are made by whoever uses them, in the process that uses them: a boto3
-client made before a fork must not be used after it (botocore#1246).
+Each adapter method turns a boto3 failure into an AwsFault (bookd.faults names its
+kind); what to do about it is bookd.retry's business. Clients are made by whoever
+uses them, in the process that uses them: a boto3 client made before a fork must
+not be used after it (botocore#1246).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from botocore.handlers import add_expect_header
 
 from bookd.config import Settings
-from bookd.errors import TransientError
+from bookd.errors import AwsFault, FaultKind
+from bookd.faults import AWS_ERRORS, classify, kind_of
+from bookd.ports import BATCH_LIMIT, MESSAGE_ID_METADATA, Message, Outgoing
+from bookd.retry import CLIENT_RETRIES
 
 log = logging.getLogger(__name__)
 
-AWS_ERRORS = (BotoCoreError, ClientError)
-"""What a boto3 call raises when S3 or SQS fails; callers catch this tuple."""
+T = TypeVar("T")
 
-BATCH_LIMIT = 10
-"""SQS takes at most ten entries per batch call."""
-
-
-def transient(exc: Exception, action: str) -> TransientError:
-    """Wrap a boto3 failure so it names the call and the AWS error code."""
-    code = (
-        exc.response.get("Error", {}).get("Code", "Unknown")
-        if isinstance(exc, ClientError)
-        else type(exc).__name__
-    )
-    return TransientError(f"aws-{action}", f"{action} failed: {code}: {exc}")
+VERSION_SCAN_LIMIT = 20
+"""Versions of one key read, newest first, when looking for a redelivered book's copy."""
 
 
 def make_client(
@@ -44,15 +37,18 @@ def make_client(
     *,
     read_timeout: float | None = None,
     pool: int = 10,
-    attempts: int = 3,
+    attempts: int | None = None,
 ) -> Any:
     """A boto3 client for ``service`` that sends every call to the configured endpoint."""
+    retries = dict(CLIENT_RETRIES)
+    if attempts is not None:
+        retries["max_attempts"] = attempts
     config = Config(
         region_name=settings.region,
         connect_timeout=settings.check_timeout,
         # A long poll holds the connection for wait_time seconds; the read must outlast it.
         read_timeout=read_timeout if read_timeout is not None else settings.wait_time + 10,
-        retries={"mode": "standard", "max_attempts": attempts},
+        retries=retries,
         max_pool_connections=pool,
         # LocalStack serves buckets by path; AWS accepts both.
         s3={"addressing_style": "path"} if settings.endpoint_url else None,
@@ -68,72 +64,70 @@ def make_client(
     )
 
 
-@dataclass(frozen=True)
-class Message:
-    """One received SQS message, with the attributes bookd relies on pulled out."""
-
-    message_id: str
-    receipt_handle: str
-    body: str
-    group_id: str
-    receive_count: int
-    attributes: dict[str, str]
-    message_attributes: dict[str, Any]
-
-    @classmethod
-    def from_sqs(cls, raw: dict[str, Any]) -> Message:
-        attributes = raw.get("Attributes", {})
-        return cls(
-            message_id=raw["MessageId"],
-            receipt_handle=raw["ReceiptHandle"],
-            body=raw["Body"],
-            group_id=attributes.get("MessageGroupId", ""),
-            receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
-            attributes=attributes,
-            message_attributes=raw.get("MessageAttributes", {}),
-        )
+def call(service: str, operation: str, fn: Callable[[], T]) -> T:
+    """Run one boto3 call; AwsFault if it fails."""
+    try:
+        return fn()
+    except AWS_ERRORS as exc:
+        raise classify(exc, service=service, operation=operation) from exc
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """A message to send to a FIFO queue."""
+def _entry_fault(failure: Mapping[str, Any], operation: str) -> AwsFault:
+    code = str(failure.get("Code") or "Unknown")
+    return AwsFault(
+        kind_of(code),
+        service="sqs",
+        operation=operation,
+        code=code,
+        detail=str(failure.get("Message") or code),
+    )
 
-    ref: str
-    body: str
-    group_id: str
-    dedup_id: str
-    attributes: dict[str, str] | None = None
 
-    def entry(self, index: int) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "Id": str(index),
-            "MessageBody": self.body,
-            "MessageGroupId": self.group_id,
-            "MessageDeduplicationId": self.dedup_id,
+def _chunks(items: Sequence[T], size: int = BATCH_LIMIT) -> list[Sequence[T]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def message_from_sqs(raw: Mapping[str, Any]) -> Message:
+    attributes = raw.get("Attributes", {})
+    return Message(
+        message_id=raw["MessageId"],
+        receipt_handle=raw["ReceiptHandle"],
+        body=raw["Body"],
+        group_id=attributes.get("MessageGroupId", ""),
+        receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+        sent_at=int(attributes.get("SentTimestamp", "0")) / 1000,
+        attributes={
+            name: value.get("StringValue", "")
+            for name, value in raw.get("MessageAttributes", {}).items()
+        },
+    )
+
+
+def entry(message: Outgoing, index: int) -> dict[str, Any]:
+    """The SendMessage(Batch) parameters of one outgoing message."""
+    result: dict[str, Any] = {
+        "Id": str(index),
+        "MessageBody": message.body,
+        "MessageGroupId": message.group_id,
+        "MessageDeduplicationId": message.dedup_id,
+    }
+    if message.attributes:
+        result["MessageAttributes"] = {
+            name: {"DataType": "String", "StringValue": value}
+            for name, value in message.attributes.items()
         }
-        if self.attributes:
-            entry["MessageAttributes"] = {
-                name: {"DataType": "String", "StringValue": value}
-                for name, value in self.attributes.items()
-            }
-        return entry
-
-
-def _chunks(items: Sequence[Any], size: int = BATCH_LIMIT) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    return result
 
 
 class Queue:
-    """One SQS queue, by URL, with the calls the listener makes."""
+    """One SQS queue, by URL: the InputQueue and OutputQueue ports, plus a plain send."""
 
     def __init__(self, client: Any, name: str) -> None:
         self.client = client
         self.name = name
-        try:
-            self.url: str = client.get_queue_url(QueueName=name)["QueueUrl"]
-        except AWS_ERRORS as exc:
-            raise transient(exc, "get-queue-url") from exc
+        self.url: str = call(
+            "sqs", "GetQueueUrl", lambda: client.get_queue_url(QueueName=name)["QueueUrl"]
+        )
 
     def receive(
         self,
@@ -147,130 +141,181 @@ class Queue:
         if with_message_attributes:
             kwargs["MessageAttributeNames"] = ["All"]
         if visibility_timeout is not None:
+            # Always the listener's own: a queue whose attribute differs must not hand
+            # a message to someone else while it is being worked on.
             kwargs["VisibilityTimeout"] = visibility_timeout
-        response = self.client.receive_message(
-            QueueUrl=self.url,
-            MaxNumberOfMessages=BATCH_LIMIT,
-            WaitTimeSeconds=wait_time,
-            # Only what the listener reads: each extra attribute is work for SQS and us.
-            AttributeNames=["MessageGroupId", "ApproximateReceiveCount"],
-            **kwargs,
+        response = call(
+            "sqs",
+            "ReceiveMessage",
+            lambda: self.client.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=BATCH_LIMIT,
+                WaitTimeSeconds=wait_time,
+                # Only what the listener reads: each extra attribute is work for SQS and us.
+                AttributeNames=["MessageGroupId", "ApproximateReceiveCount", "SentTimestamp"],
+                **kwargs,
+            ),
         )
-        return [Message.from_sqs(raw) for raw in response.get("Messages", [])]
+        return [message_from_sqs(raw) for raw in response.get("Messages", [])]
 
-    def send(self, message: Outgoing) -> None:
-        """Send one message; raise TransientError if SQS refused it."""
-        entry = message.entry(0)
-        del entry["Id"]
-        try:
-            self.client.send_message(QueueUrl=self.url, **entry)
-        except AWS_ERRORS as exc:
-            raise transient(exc, "send") from exc
+    def send_one(self, message: Outgoing) -> None:
+        """Send one message; AwsFault if SQS refused it."""
+        params = entry(message, 0)
+        del params["Id"]
+        call("sqs", "SendMessage", lambda: self.client.send_message(QueueUrl=self.url, **params))
 
-    def send_batch(self, messages: Sequence[Outgoing]) -> set[str]:
-        """Send in batches of ten, in order; return the refs of the messages that failed.
+    def send(self, messages: Sequence[Outgoing]) -> dict[str, AwsFault]:
+        """Send up to ten messages in order, in one call; return the entries not sent, by ref.
 
-        A failed entry is tried once more on its own before it is reported, since a
-        batch can succeed as a whole while some of its entries fail.
+        A failure of the whole call raises AwsFault.
         """
-        failed: set[str] = set()
-        for chunk in _chunks(messages):
-            entries = [m.entry(i) for i, m in enumerate(chunk)]
-            try:
-                response = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
-                bad = {int(f["Id"]) for f in response.get("Failed", [])}
-            except AWS_ERRORS as exc:
-                log.warning("Queue %s: send batch failed, sending one by one: %s", self.name, exc)
-                bad = set(range(len(chunk)))
-            for index in sorted(bad):
-                try:
-                    self.send(chunk[index])
-                except TransientError as exc:
-                    log.warning("Queue %s: %s", self.name, exc)
-                    failed.add(chunk[index].ref)
-        return failed
+        if len(messages) > BATCH_LIMIT:
+            raise ValueError(f"send takes at most {BATCH_LIMIT} messages; split them first")
+        entries = [entry(m, i) for i, m in enumerate(messages)]
+        response = call(
+            "sqs",
+            "SendMessageBatch",
+            lambda: self.client.send_message_batch(QueueUrl=self.url, Entries=entries),
+        )
+        return {
+            messages[int(f["Id"])].ref: _entry_fault(f, "SendMessageBatch")
+            for f in response.get("Failed", [])
+        }
 
-    def delete_batch(self, messages: Sequence[Message]) -> set[str]:
-        """Delete in batches of ten; return the ids of the messages that stayed."""
-        failed: set[str] = set()
-        for chunk in _chunks(messages):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)
-            ]
-            try:
-                response = self.client.delete_message_batch(QueueUrl=self.url, Entries=entries)
-                bad = {int(f["Id"]) for f in response.get("Failed", [])}
-            except AWS_ERRORS as exc:
-                log.warning(
-                    "Queue %s: delete batch failed, deleting one by one: %s", self.name, exc
-                )
-                bad = set(range(len(chunk)))
-            for index in sorted(bad):
-                try:
-                    self.client.delete_message(
-                        QueueUrl=self.url, ReceiptHandle=chunk[index].receipt_handle
-                    )
-                except AWS_ERRORS as exc:
-                    log.warning(
-                        "Queue %s: delete of %s failed: %s", self.name, chunk[index].message_id, exc
-                    )
-                    failed.add(chunk[index].message_id)
-        return failed
+    def delete(self, messages: Sequence[Message]) -> dict[str, AwsFault]:
+        """Delete in batches of ten; return the faults of messages not deleted, by id."""
+        return self._per_message(
+            "DeleteMessageBatch", self.client.delete_message_batch, messages, {}
+        )
 
-    def change_visibility(self, messages: Sequence[Message], timeout: int) -> None:
+    def change_visibility(self, messages: Sequence[Message], timeout: int) -> dict[str, AwsFault]:
         """Set the visibility of messages still held; 0 hands them back at once."""
+        return self._per_message(
+            "ChangeMessageVisibilityBatch",
+            self.client.change_message_visibility_batch,
+            messages,
+            {"VisibilityTimeout": timeout},
+        )
+
+    def _per_message(
+        self,
+        operation: str,
+        method: Callable[..., Any],
+        messages: Sequence[Message],
+        extra: Mapping[str, Any],
+    ) -> dict[str, AwsFault]:
+        """A batch call per ten receipt handles; the faults of entries that failed, by id."""
+        failed: dict[str, AwsFault] = {}
         for chunk in _chunks(messages):
             entries = [
-                {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": timeout}
+                {"Id": str(i), "ReceiptHandle": m.receipt_handle, **extra}
                 for i, m in enumerate(chunk)
             ]
-            try:
-                response = self.client.change_message_visibility_batch(
-                    QueueUrl=self.url, Entries=entries
-                )
-            except AWS_ERRORS as exc:
-                log.warning("Queue %s: visibility change failed: %s", self.name, exc)
-                continue
+            response = call(
+                "sqs",
+                operation,
+                lambda entries=entries: method(QueueUrl=self.url, Entries=entries),
+            )
             for failure in response.get("Failed", []):
-                # A message already deleted or expired can no longer be changed; nothing to do.
-                log.debug("Queue %s: visibility change refused: %s", self.name, failure)
+                failed[chunk[int(failure["Id"])].message_id] = _entry_fault(failure, operation)
+        return failed
+
+    def attributes(self, *names: str) -> dict[str, str]:
+        """Queue attributes (counts, ARN...), by name."""
+        return call(
+            "sqs",
+            "GetQueueAttributes",
+            lambda: self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=list(names))[
+                "Attributes"
+            ],
+        )
+
+    def probe(self) -> None:
+        """A cheap call that fails when SQS (or this queue) does."""
+        self.attributes("QueueArn")
 
 
 class BookStore:
-    """The S3 side: put a book's JSON and find a copy stored by an earlier delivery."""
+    """The S3 side: put a book's JSON, find the copy an earlier delivery stored, probe."""
 
-    METADATA_KEY = "bookd-message-id"
-
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, bucket_owner: str | None = None) -> None:
         self.client = client
+        # ExpectedBucketOwner makes S3 refuse a bucket of the same name in another account.
+        self._owner = {"ExpectedBucketOwner": bucket_owner} if bucket_owner else {}
         # Books are small (an SQS body is at most 1 MiB): waiting for "100 Continue"
         # before sending one costs a whole extra round trip per upload.
         client.meta.events.unregister("before-call.s3", add_expect_header)
 
-    def put(self, bucket: str, key: str, body: bytes, *, message_id: str, book_id: str) -> str:
+    def put(self, bucket: str, key: str, body: bytes, *, metadata: Mapping[str, str]) -> str:
         """Store the body and return the new version id ('' if versioning is off)."""
-        try:
-            response = self.client.put_object(
+        response = call(
+            "s3",
+            "PutObject",
+            lambda: self.client.put_object(
                 Bucket=bucket,
                 Key=key,
                 Body=body,
                 ContentType="application/json",
-                Metadata={self.METADATA_KEY: message_id, "bookd-book-id": book_id},
-            )
-        except AWS_ERRORS as exc:
-            raise transient(exc, "put-object") from exc
+                Metadata=dict(metadata),
+                **self._owner,
+            ),
+        )
         return response.get("VersionId", "")
 
-    def stored_version(self, bucket: str, key: str, *, message_id: str) -> str | None:
-        """The version id of ``key`` if its latest version came from ``message_id``."""
+    def find(self, bucket: str, key: str, *, message_id: str) -> str | None:
+        """The version id of ``key`` that ``message_id`` stored, if one did.
+
+        The latest version first (one call, the usual answer); then, since a later
+        book of the same title may have been stored on top of it, older versions.
+        """
+        head = self._head(bucket, key, None)
+        if head is None:
+            return None
+        if head.get("Metadata", {}).get(MESSAGE_ID_METADATA) == message_id:
+            return head.get("VersionId", "")
+        listing = call(
+            "s3",
+            "ListObjectVersions",
+            lambda: self.client.list_object_versions(
+                Bucket=bucket, Prefix=key, MaxKeys=VERSION_SCAN_LIMIT, **self._owner
+            ),
+        )
+        for version in listing.get("Versions", []):
+            if version["Key"] != key or version.get("IsLatest"):
+                continue
+            older = self._head(bucket, key, version["VersionId"])
+            if older and older.get("Metadata", {}).get(MESSAGE_ID_METADATA) == message_id:
+                return version["VersionId"]
+        return None
+
+    def _head(self, bucket: str, key: str, version_id: str | None) -> dict[str, Any] | None:
+        version = {"VersionId": version_id} if version_id else {}
         try:
-            head = self.client.head_object(Bucket=bucket, Key=key)
+            return self.client.head_object(Bucket=bucket, Key=key, **version, **self._owner)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise transient(exc, "head-object") from exc
-        except BotoCoreError as exc:
-            raise transient(exc, "head-object") from exc
-        if head.get("Metadata", {}).get(self.METADATA_KEY) == message_id:
-            return head.get("VersionId", "")
-        return None
+            raise classify(exc, service="s3", operation="HeadObject") from exc
+        except AWS_ERRORS as exc:
+            raise classify(exc, service="s3", operation="HeadObject") from exc
+
+    def probe(self, bucket: str) -> None:
+        """A cheap call that fails when S3 (or this bucket) does."""
+        call("s3", "HeadBucket", lambda: self.client.head_bucket(Bucket=bucket, **self._owner))
+
+    def check_versioning(self, bucket: str) -> None:
+        """AwsFault (misconfigured) unless the bucket keeps every version of a key."""
+        status = call(
+            "s3",
+            "GetBucketVersioning",
+            lambda: self.client.get_bucket_versioning(Bucket=bucket, **self._owner),
+        ).get("Status")
+        if status != "Enabled":
+            raise AwsFault(
+                FaultKind.MISCONFIGURED,
+                service="s3",
+                operation="GetBucketVersioning",
+                code="BucketNotVersioned",
+                detail=f"bucket {bucket} has versioning {status or 'off'}: a second book with "
+                "the same title would replace the first; run `bookd provision`",
+            )

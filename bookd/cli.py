@@ -15,6 +15,12 @@ from bookd.errors import BookdError
 
 log = logging.getLogger("bookd")
 
+INPUT_COUNTS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+
 
 def _setup_logging(settings: Settings) -> None:
     logging.basicConfig(
@@ -35,13 +41,41 @@ class _Commands(click.Group):
             raise click.ClickException(str(exc)) from exc
 
 
-@click.group(cls=_Commands)
+def _settings_help() -> str:
+    # Generated from the settings' one declaration (bookd.config), like the README's table.
+    from bookd.config import describe
+
+    lines = ["Settings (environment variables, with their defaults):", ""]
+    for env, default, meaning in describe():
+        lines.append(f"\b\n  {env}={default}\n      {meaning}")
+    return "\n".join(lines)
+
+
+@click.group(
+    cls=_Commands, epilog=_settings_help(), context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """bookd: books from an SQS FIFO queue to S3, announced on a second queue."""
     settings = Settings.from_env()
     _setup_logging(settings)
     ctx.obj = settings
+
+
+@main.command("settings")
+@click.option("--markdown", is_flag=True, help="The README's table.")
+def show_settings(markdown: bool) -> None:
+    """List every setting, its default and meaning (and the value in effect)."""
+    from bookd.config import describe, markdown_table
+
+    if markdown:
+        click.echo(markdown_table())
+        return
+    current = Settings.from_env().to_env()
+    for env, default, meaning in describe():
+        value = current.get(env, "")
+        shown = "<set>" if value and ("SECRET" in env or "TOKEN" in env) else value
+        click.echo(f"{env}={shown}    (default {default}) {meaning}")
 
 
 @main.command()
@@ -63,12 +97,18 @@ def provision(settings: Settings) -> None:
 def listen(settings: Settings, owner: int | None) -> None:
     """Run the listener in the foreground until SIGTERM or Ctrl-C."""
     from bookd.listener import BookListener, install_stop_signals
-    from bookd.supervision import EXIT_LOCKED, LOCK_WAIT, StateDir, StatusReporter, flock
+    from bookd.supervision import (
+        EXIT_LOCKED,
+        LOCK_WAIT,
+        StateDir,
+        StatusReporter,
+        hold_listener_lock,
+    )
 
     state = StateDir(settings.state_dir)
     state.path.mkdir(parents=True, exist_ok=True)
     os.nice(settings.listener_nice)
-    with flock(state.lock, timeout=LOCK_WAIT) as mine:
+    with hold_listener_lock(state, timeout=LOCK_WAIT) as mine:
         if not mine:
             click.echo(f"bookd: another listener holds {state.lock}; not starting", err=True)
             sys.exit(EXIT_LOCKED)
@@ -94,7 +134,7 @@ def send(settings: Settings, files: tuple[click.utils.LazyFile, ...], group: str
     for handle in files:
         body = handle.read()
         # A fresh id per send: sending the same file twice means two books.
-        queue.send(Outgoing(ref="cli", body=body, group_id=group, dedup_id=uuid.uuid4().hex))
+        queue.send_one(Outgoing(ref="cli", body=body, group_id=group, dedup_id=uuid.uuid4().hex))
         click.echo(f"sent {handle.name} to {settings.input_queue} (group {group})")
 
 
@@ -104,7 +144,11 @@ def send(settings: Settings, files: tuple[click.utils.LazyFile, ...], group: str
 @click.option("--delete", is_flag=True, help="Delete what is shown instead of leaving it.")
 @click.pass_obj
 def peek(settings: Settings, which: str, limit: int, delete: bool) -> None:
-    """Show messages waiting in a queue (with their dead-letter reason, if any)."""
+    """Show messages waiting in a queue (with their dead-letter reason, if any).
+
+    For the input queue only its counts are shown: receiving a message, even to look
+    at it, costs it one of its deliveries before the dead-letter queue.
+    """
     from bookd.aws import Queue, make_client
 
     name = {
@@ -113,6 +157,12 @@ def peek(settings: Settings, which: str, limit: int, delete: bool) -> None:
         "input": settings.input_queue,
     }[which]
     queue = Queue(make_client(settings, "sqs"), name)
+    if which == "input":
+        if delete:
+            raise click.UsageError("bookd never deletes from the input queue; the listener does")
+        counts = queue.attributes(*INPUT_COUNTS)
+        click.echo(json.dumps({"queue": name, **{k: int(v) for k, v in counts.items()}}))
+        return
     shown = 0
     while shown < limit:
         # Visibility 0 leaves the messages where they are for the next reader.
@@ -121,13 +171,14 @@ def peek(settings: Settings, which: str, limit: int, delete: bool) -> None:
         )
         batch = received[: limit - shown]
         for m in batch:
-            attrs = {k: v.get("StringValue") for k, v in m.message_attributes.items()}
             click.echo(
-                json.dumps({"group": m.group_id, "body": m.body, **attrs}, ensure_ascii=False)
+                json.dumps(
+                    {"group": m.group_id, "body": m.body, **m.attributes}, ensure_ascii=False
+                )
             )
             shown += 1
         if not received or not delete:
             break  # without delete, the next receive would return the same messages
-        queue.delete_batch(batch)
+        queue.delete(batch)
     if shown == 0:
         click.echo(f"{name} is empty", err=True)

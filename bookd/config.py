@@ -1,194 +1,355 @@
-"""Settings: built once from the environment, then passed down to constructors.
+"""Settings: each declared once, read once from the environment, then passed down.
 
-This module is the only place in bookd that reads ``os.environ``. Every setting
-has its default here, next to its unit and meaning; the README's settings table
-is written from this list.
+Every setting is one field of ``Settings`` made by ``setting()``: its variable, its
+default, how it is parsed and what it means. Parsing, the README's settings table
+and ``bookd --help`` all come from those declarations (``describe()``), so they
+cannot drift apart. This module is the only place in bookd that reads ``os.environ``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from bookd.errors import ConfigError
 
-# --- defaults -------------------------------------------------------------
-
-DEFAULT_ENDPOINT_URL = "http://127.0.0.1:4566"
-"""Where S3 and SQS calls go; the host LocalStack. Empty means real AWS."""
-
-DEFAULT_REGION = "us-east-1"
-
-DEFAULT_INPUT_QUEUE = "InputQueue.fifo"
-DEFAULT_OUTPUT_QUEUE = "OutputQueue.fifo"
-DEFAULT_DEAD_LETTER_QUEUE = "InputQueue-dlq.fifo"
-
-DEFAULT_BUCKETS = "scifi=scifi,romance=romance"
-"""Genre-to-bucket map, ``genre=bucket`` pairs separated by commas."""
-
-DEFAULT_MAX_RECEIVE_COUNT = 5
-"""Deliveries of one input message before it goes to the dead-letter queue."""
-
-DEFAULT_VISIBILITY_TIMEOUT = 30
-"""Seconds a received message stays hidden; heartbeats extend it for long jobs."""
-
-DEFAULT_WAIT_TIME = 10
-"""Seconds of one long poll (SQS allows 1-20). Bounds how long a stop waits."""
-
-DEFAULT_CONCURRENCY = 16
-"""Threads working on different message groups at once, in the one listener."""
-
-DEFAULT_RECEIVERS = 16
-"""Receive loops in flight at once. A FIFO receive returns one group's messages, which
-are worked on in order, so this is how many groups move at once. Against a real
-network each group mostly waits, so more loops move more books (README: Benchmark)."""
-
-DEFAULT_LISTENER_NICE = 10
-"""CPU niceness added to the listener, so the HTTP API wins when the CPU is short."""
-
-DEFAULT_CHECK_TIMEOUT = 2.0
-"""Seconds for each outbound check made by /health and GET /."""
-
-DEFAULT_BIND = "127.0.0.1:8000"
-DEFAULT_WORKERS = 2
-DEFAULT_THREADS = 4
-"""Request threads per Gunicorn worker, so one slow check never holds up the rest."""
-
-DEFAULT_MAX_REQUESTS = 0
-"""Requests after which a Gunicorn worker is replaced; 0 never replaces it."""
-
-DEFAULT_TIMEOUT = 30
-"""Seconds Gunicorn waits for a silent worker before killing it."""
-
-DEFAULT_GRACEFUL_TIMEOUT = 25
-"""Seconds workers get to finish on stop; below supervisord's stopwaitsecs (40)."""
-
-DEFAULT_STATE_DIR = "var/run"
-"""Lock file, listener status and Prometheus multiprocess files live here."""
-
 LOCAL_CREDENTIALS = ("test", "test")
-"""LocalStack accepts any credentials; these are used when none are configured."""
+"""What LocalStack accepts; used only when the endpoint is on this machine's loopback."""
+
+Parser = Callable[[str], Any]
 
 
-def _parse_buckets(text: str) -> dict[str, str]:
-    buckets: dict[str, str] = {}
-    for pair in filter(None, (p.strip() for p in text.split(","))):
+def setting(env: str, default: Any, parse: Parser, help: str, *, shown: str | None = None) -> Any:
+    """Declare a field of Settings: its variable, default, parser and meaning, in one place."""
+    meta = {"env": env, "parse": parse, "help": help, "shown": shown}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --- parsers: each raises ValueError with what is wrong ---------------------------
+
+
+def integer(low: int, high: int) -> Parser:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("is not a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+def number(low: float, high: float, *, or_low: bool = False) -> Parser:
+    """A finite number above ``low`` (or equal to it, with ``or_low``) and at most ``high``."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("is not a number") from None
+        # float() takes "nan" and "inf"; neither is a usable timeout.
+        above = value >= low if or_low else value > low
+        if not math.isfinite(value) or not above or value > high:
+            least = "at least" if or_low else "above"
+            raise ValueError(f"must be a number {least} {low:g} and at most {high:g}")
+        return value
+
+    return parse
+
+
+def text(raw: str) -> str:
+    return raw.strip()
+
+
+def optional(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def fifo_queue(raw: str) -> str:
+    name = raw.strip()
+    if not name.endswith(".fifo"):
+        raise ValueError("must end in '.fifo': bookd relies on FIFO ordering")
+    return name
+
+
+def account_id(raw: str) -> str | None:
+    value = raw.strip()
+    if value and not (len(value) == 12 and value.isdigit()):
+        raise ValueError("must be a 12-digit AWS account id")
+    return value or None
+
+
+def choice(*allowed: str, upper: bool = False) -> Parser:
+    def parse(raw: str) -> str:
+        value = raw.strip().upper() if upper else raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"is not one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def path(raw: str) -> Path:
+    return Path(raw.strip()).absolute()
+
+
+def buckets(raw: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in raw.split(","))):
         genre, sep, bucket = pair.partition("=")
         if not sep or not genre.strip() or not bucket.strip():
-            raise ConfigError(
-                f"BOOKD_BUCKETS entry {pair!r} is not 'genre=bucket'; "
-                f"write it like {DEFAULT_BUCKETS!r}"
-            )
-        buckets[genre.strip().lower()] = bucket.strip()
-    if not buckets:
-        raise ConfigError("BOOKD_BUCKETS is empty; give at least one 'genre=bucket' pair")
-    return buckets
+            raise ValueError(f"entry {pair!r} is not 'genre=bucket' (like 'scifi=scifi')")
+        result[genre.strip().lower()] = bucket.strip()
+    if not result:
+        raise ValueError("is empty; give at least one 'genre=bucket' pair")
+    return result
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is outside {low}..{high}")
-    return value
+def endpoint(raw: str) -> str | None:
+    value = raw.strip().rstrip("/")
+    if value and urlsplit(value).scheme not in ("http", "https"):
+        raise ValueError("must be an http:// or https:// URL, or empty for AWS")
+    return value or None
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={value} must be above 0")
-    return value
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything bookd can be told, with defaults that work against the host LocalStack."""
 
-    endpoint_url: str | None = DEFAULT_ENDPOINT_URL
-    region: str = DEFAULT_REGION
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    session_token: str | None = None
-    input_queue: str = DEFAULT_INPUT_QUEUE
-    output_queue: str = DEFAULT_OUTPUT_QUEUE
-    dead_letter_queue: str = DEFAULT_DEAD_LETTER_QUEUE
-    buckets: Mapping[str, str] = field(default_factory=lambda: _parse_buckets(DEFAULT_BUCKETS))
-    max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT
-    visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
-    wait_time: int = DEFAULT_WAIT_TIME
-    concurrency: int = DEFAULT_CONCURRENCY
-    receivers: int = DEFAULT_RECEIVERS
-    listener_nice: int = DEFAULT_LISTENER_NICE
-    check_timeout: float = DEFAULT_CHECK_TIMEOUT
-    bind: str = DEFAULT_BIND
-    workers: int = DEFAULT_WORKERS
-    threads: int = DEFAULT_THREADS
-    max_requests: int = DEFAULT_MAX_REQUESTS
-    timeout: int = DEFAULT_TIMEOUT
-    graceful_timeout: int = DEFAULT_GRACEFUL_TIMEOUT
-    state_dir: Path = Path(DEFAULT_STATE_DIR)
-    control_token: str | None = None
-    log_level: str = "INFO"
+    # --- where -------------------------------------------------------------------
+    endpoint_url: str | None = setting(
+        "BOOKD_ENDPOINT_URL",
+        "http://127.0.0.1:4566",
+        endpoint,
+        "where S3 and SQS calls go (LocalStack); empty for real AWS",
+    )
+    region: str = setting(
+        "AWS_REGION", "us-east-1", text, "region (AWS_DEFAULT_REGION is read too)"
+    )
+    access_key_id: str | None = setting(
+        "AWS_ACCESS_KEY_ID",
+        None,
+        optional,
+        "credentials; unset: boto3's own chain (roles, profiles), "
+        "or test/test when the endpoint is on loopback",
+        shown="unset",
+    )
+    secret_access_key: str | None = setting(
+        "AWS_SECRET_ACCESS_KEY", None, optional, "the secret of AWS_ACCESS_KEY_ID", shown="unset"
+    )
+    session_token: str | None = setting(
+        "AWS_SESSION_TOKEN", None, optional, "session token, for temporary credentials"
+    )
+    input_queue: str = setting("BOOKD_INPUT_QUEUE", "InputQueue.fifo", fifo_queue, "queue of books")
+    output_queue: str = setting(
+        "BOOKD_OUTPUT_QUEUE", "OutputQueue.fifo", fifo_queue, "where stored files are announced"
+    )
+    dead_letter_queue: str = setting(
+        "BOOKD_DEAD_LETTER_QUEUE",
+        "InputQueue-dlq.fifo",
+        fifo_queue,
+        "dead letters, each with its reason",
+    )
+    buckets: Mapping[str, str] = setting(
+        "BOOKD_BUCKETS",
+        {"scifi": "scifi", "romance": "romance"},
+        buckets,
+        "genre-to-bucket map",
+        shown="scifi=scifi,romance=romance",
+    )
+    bucket_owner: str | None = setting(
+        "BOOKD_BUCKET_OWNER",
+        None,
+        account_id,
+        "AWS account that must own the buckets (sent as ExpectedBucketOwner)",
+    )
+    # --- retries -----------------------------------------------------------------
+    max_attempts: int = setting(
+        "BOOKD_MAX_ATTEMPTS",
+        5,
+        integer(1, 1000),
+        "failed tries of one message, while S3 and SQS answer, before it is dead-lettered "
+        "(with BOOKD_RETRY_FOR); tries during an outage do not count",
+    )
+    retry_for: float = setting(
+        "BOOKD_RETRY_FOR",
+        300.0,
+        number(0, 39600, or_low=True),
+        "seconds a message keeps being retried, from its first failure, before it is "
+        "dead-lettered; both this and BOOKD_MAX_ATTEMPTS must be used up",
+    )
+    max_receive_count: int = setting(
+        "BOOKD_MAX_RECEIVE_COUNT",
+        100,
+        integer(2, 1000),
+        "deliveries after which SQS's redrive (and the listener, with reason "
+        "too-many-deliveries) moves a message to the dead-letter queue: a backstop for "
+        "messages that crash the listener, not the retry budget",
+    )
+    visibility_timeout: int = setting(
+        "BOOKD_VISIBILITY_TIMEOUT",
+        30,
+        integer(5, 43200),
+        "seconds a received message stays hidden; heartbeats extend it for long jobs",
+    )
+    wait_time: int = setting(
+        "BOOKD_WAIT_TIME",
+        10,
+        integer(1, 20),
+        "seconds of one long poll (1-20); bounds how long a stop takes",
+    )
+    # --- the listener ------------------------------------------------------------
+    concurrency: int = setting(
+        "BOOKD_CONCURRENCY", 16, integer(1, 256), "threads working on different groups at once"
+    )
+    receivers: int = setting(
+        "BOOKD_RECEIVERS",
+        16,
+        integer(1, 64),
+        "receive loops in flight at once; a FIFO receive returns one group's messages, "
+        "so this is how many groups move at once",
+    )
+    listener_nice: int = setting(
+        "BOOKD_LISTENER_NICE",
+        10,
+        integer(0, 19),
+        "CPU niceness added to the listener, so the API wins when the CPU is short",
+    )
+    # --- the web app -------------------------------------------------------------
+    check_timeout: float = setting(
+        "BOOKD_CHECK_TIMEOUT",
+        2.0,
+        number(0, 60),
+        "seconds for each outbound check of /health, /readyz and GET /",
+    )
+    control_token: str | None = setting(
+        "BOOKD_CONTROL_TOKEN",
+        None,
+        optional,
+        "bearer token for POST / and DELETE /; unset: only loopback callers may use them",
+        shown="unset",
+    )
+    control_token_file: Path | None = setting(
+        "BOOKD_CONTROL_TOKEN_FILE",
+        None,
+        lambda raw: path(raw) if raw.strip() else None,
+        "file holding the control token (a mounted secret); instead of BOOKD_CONTROL_TOKEN",
+        shown="unset",
+    )
+    bind: str = setting(
+        "BOOKD_BIND",
+        "127.0.0.1:8000",
+        text,
+        "Gunicorn's address",
+        shown="127.0.0.1:8000 (0.0.0.0:8000 in the image)",
+    )
+    workers: int = setting("BOOKD_WORKERS", 2, integer(1, 64), "Gunicorn workers")
+    threads: int = setting(
+        "BOOKD_THREADS",
+        4,
+        integer(1, 64),
+        "request threads per worker, so one slow check never holds up the rest",
+    )
+    max_requests: int = setting(
+        "BOOKD_MAX_REQUESTS",
+        0,
+        integer(0, 10_000_000),
+        "requests before a worker is replaced (0: never)",
+    )
+    timeout: int = setting(
+        "BOOKD_TIMEOUT", 30, integer(1, 3600), "seconds Gunicorn waits for a silent worker"
+    )
+    graceful_timeout: int = setting(
+        "BOOKD_GRACEFUL_TIMEOUT",
+        25,
+        integer(1, 3600),
+        "seconds workers get to finish on stop; below supervisord's stopwaitsecs (40)",
+    )
+    # --- files and logs ----------------------------------------------------------
+    state_dir: Path = setting(
+        "BOOKD_STATE_DIR",
+        Path("var/run"),
+        path,
+        "lock, listener status and Prometheus multiprocess files",
+        shown="var/run",
+    )
+    log_level: str = setting(
+        "BOOKD_LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level"
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read ``BOOKD_*`` and the standard ``AWS_*`` variables; ConfigError if one is bad."""
+        """Read every declared variable; ConfigError naming the variable if one is bad."""
         env = os.environ if env is None else env
-        endpoint = env.get("BOOKD_ENDPOINT_URL", DEFAULT_ENDPOINT_URL).strip() or None
-        access_key = env.get("AWS_ACCESS_KEY_ID") or None
-        secret_key = env.get("AWS_SECRET_ACCESS_KEY") or None
-        if endpoint and not (access_key and secret_key):
-            # An emulator takes any credentials; real AWS gets boto3's own chain instead.
-            access_key, secret_key = LOCAL_CREDENTIALS
-        return cls(
-            endpoint_url=endpoint,
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
-            access_key_id=access_key,
-            secret_access_key=secret_key,
-            session_token=env.get("AWS_SESSION_TOKEN") or None,
-            input_queue=env.get("BOOKD_INPUT_QUEUE") or DEFAULT_INPUT_QUEUE,
-            output_queue=env.get("BOOKD_OUTPUT_QUEUE") or DEFAULT_OUTPUT_QUEUE,
-            dead_letter_queue=env.get("BOOKD_DEAD_LETTER_QUEUE") or DEFAULT_DEAD_LETTER_QUEUE,
-            buckets=_parse_buckets(env.get("BOOKD_BUCKETS") or DEFAULT_BUCKETS),
-            max_receive_count=_int(
-                env, "BOOKD_MAX_RECEIVE_COUNT", DEFAULT_MAX_RECEIVE_COUNT, low=1, high=1000
-            ),
-            visibility_timeout=_int(
-                env, "BOOKD_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT, low=5, high=43200
-            ),
-            wait_time=_int(env, "BOOKD_WAIT_TIME", DEFAULT_WAIT_TIME, low=1, high=20),
-            concurrency=_int(env, "BOOKD_CONCURRENCY", DEFAULT_CONCURRENCY, low=1, high=256),
-            receivers=_int(env, "BOOKD_RECEIVERS", DEFAULT_RECEIVERS, low=1, high=64),
-            listener_nice=_int(env, "BOOKD_LISTENER_NICE", DEFAULT_LISTENER_NICE, low=0, high=19),
-            check_timeout=_float(env, "BOOKD_CHECK_TIMEOUT", DEFAULT_CHECK_TIMEOUT),
-            bind=env.get("BOOKD_BIND") or DEFAULT_BIND,
-            workers=_int(env, "BOOKD_WORKERS", DEFAULT_WORKERS, low=1, high=64),
-            threads=_int(env, "BOOKD_THREADS", DEFAULT_THREADS, low=1, high=64),
-            max_requests=_int(
-                env, "BOOKD_MAX_REQUESTS", DEFAULT_MAX_REQUESTS, low=0, high=10_000_000
-            ),
-            timeout=_int(env, "BOOKD_TIMEOUT", DEFAULT_TIMEOUT, low=1, high=3600),
-            graceful_timeout=_int(
-                env, "BOOKD_GRACEFUL_TIMEOUT", DEFAULT_GRACEFUL_TIMEOUT, low=1, high=3600
-            ),
-            state_dir=Path(env.get("BOOKD_STATE_DIR") or DEFAULT_STATE_DIR).absolute(),
-            control_token=env.get("BOOKD_CONTROL_TOKEN") or None,
-            log_level=(env.get("BOOKD_LOG_LEVEL") or "INFO").upper(),
-        )
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.metadata["env"]
+            raw = env.get(name)
+            if raw is None and name == "AWS_REGION":
+                raw = env.get("AWS_DEFAULT_REGION")
+            if raw is None or (not raw.strip() and name != "BOOKD_ENDPOINT_URL"):
+                continue  # unset, or set empty: the default
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r} {exc}") from None
+        return cls(**values)._resolved()
+
+    def _resolved(self) -> Settings:
+        """Rules across settings: local credentials, the token file."""
+        changes: dict[str, Any] = {}
+        if not self.state_dir.is_absolute():
+            changes["state_dir"] = self.state_dir.absolute()
+        if not (self.access_key_id and self.secret_access_key) and is_loopback(self.endpoint_url):
+            # An emulator on this machine takes any credentials; anywhere else gets
+            # boto3's own chain, so no made-up key is ever sent to a real service.
+            changes["access_key_id"], changes["secret_access_key"] = LOCAL_CREDENTIALS
+        if self.control_token_file is not None:
+            if self.control_token:
+                raise ConfigError("set BOOKD_CONTROL_TOKEN or BOOKD_CONTROL_TOKEN_FILE, not both")
+            try:
+                token = self.control_token_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"BOOKD_CONTROL_TOKEN_FILE={str(self.control_token_file)!r} "
+                    f"cannot be read: {exc.strerror}"
+                ) from None
+            if not token:
+                raise ConfigError(
+                    f"BOOKD_CONTROL_TOKEN_FILE={str(self.control_token_file)!r} is empty"
+                )
+            changes["control_token"] = token
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes another process read these settings."""
+        env: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "control_token" and self.control_token_file is not None:
+                continue  # read from the file, as this process did
+            if value is None:
+                if f.name == "endpoint_url":
+                    env[f.metadata["env"]] = ""  # empty means AWS
+                continue
+            if isinstance(value, Mapping):
+                value = ",".join(f"{k}={v}" for k, v in value.items())
+            env[f.metadata["env"]] = str(value)
+        return env
 
     def replace(self, **changes: object) -> Settings:
         """A copy with some settings changed; tests use it for unique queue and bucket names."""
@@ -203,3 +364,40 @@ class Settings:
     def all_buckets(self) -> list[str]:
         """Each bucket once, in a stable order."""
         return sorted(set(self.buckets.values()))
+
+
+def is_loopback(url: str | None) -> bool:
+    """Whether ``url`` points at this machine (127.0.0.0/8, ::1 or localhost)."""
+    if not url:
+        return False
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default as shown, meaning) of every setting, in declaration order."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        meta = f.metadata
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = meta["shown"] or ("unset" if default is None else _show(default))
+        rows.append((meta["env"], shown, meta["help"]))
+    return rows
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def markdown_table() -> str:
+    """The README's settings table."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{env}` | `{shown}` | {meaning} |" for env, shown, meaning in describe()]
+    return "\n".join(lines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 
 class BookdError(Exception):
     """Base of every error bookd raises on purpose."""
@@ -24,13 +26,37 @@ class InvalidBook(BookdError):
         self.detail = detail
 
 
-class TransientError(BookdError):
-    """Raised when S3 or SQS failed in a way that a later retry may fix."""
+class FaultKind(Enum):
+    """What an AWS failure means for bookd; bookd.faults maps every error code to one."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
+    THROTTLED = "throttled"
+    """The service is busy: back off. Never counts against a message."""
+    UNAVAILABLE = "unavailable"
+    """Unreachable, timed out or a server error: retry. A probe of the service decides
+    whether it counts against the message (service fine) or is an outage (it does not)."""
+    MISCONFIGURED = "misconfigured"
+    """Permissions, credentials, a missing bucket or queue: pause until it is fixed."""
+    REJECTED = "rejected"
+    """The service refused this one request as malformed: the message is dead-lettered."""
+
+
+class AwsFault(BookdError):
+    """Raised when an S3 or SQS call failed; ``kind`` says what bookd does about it."""
+
+    def __init__(
+        self, kind: FaultKind, *, service: str, operation: str, code: str, detail: str
+    ) -> None:
+        super().__init__(f"{operation} failed: {code}: {detail}")
+        self.kind = kind
+        self.service = service
+        self.operation = operation
+        self.code = code
         self.detail = detail
+
+    @property
+    def cause(self) -> str:
+        """A short, stable description: operation and error code, no request details."""
+        return f"{self.operation}: {self.code}"
 
 
 class ProvisionError(BookdError):

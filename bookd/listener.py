@@ -1,119 +1,42 @@
-"""The listener: pySqsListener's SqsListener, with the loop it lacks for production.
+"""The listener: pySqsListener's SqsListener, with the threads it lacks for production.
 
-Per batch of up to ten input messages: messages are split by FIFO group; groups
-are worked on at once by a thread pool, each group strictly in order; stored
-books are announced with one batch send and the finished messages removed with
-one batch delete. A message whose group stopped on a transient failure is handed
-back with a growing delay, and SQS's redrive (or the listener, on the last
-allowed delivery) moves it to the dead-letter queue with its reason.
+Threads only; the per-message rules are bookd.processing's and the retry policy
+bookd.retry's. ``BOOKD_RECEIVERS`` receive loops each long-poll the input queue and
+hand what they get to the Processor, whose groups run side by side on a pool of
+``BOOKD_CONCURRENCY`` threads. A heartbeat thread extends what is held long. While
+S3 or SQS has an open problem (bookd.dependencies) the receive loops take nothing
+new, so no message is charged a delivery for an outage; they resume by themselves
+once the calls that failed work again.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 from sqs_listener import SqsListener
 
 from bookd import metrics
-from bookd.aws import BookStore, Message, Outgoing, Queue, make_client
-from bookd.books import parse_book
+from bookd.aws import BookStore, Queue, make_client
+from bookd.books import Book, parse_book
 from bookd.config import Settings
-from bookd.errors import InvalidBook, TransientError
+from bookd.dependencies import SERVICES, Dependencies
+from bookd.errors import AwsFault
+from bookd.inflight import Inflight
+from bookd.processing import Processor
+from bookd.retry import Backoff, Retry
 
 log = logging.getLogger(__name__)
 
-RETRIES_EXHAUSTED = "retries-exhausted"
-"""Dead-letter reason for a message whose last allowed delivery failed transiently."""
-
-MAX_POLL_BACKOFF = 10.0
-"""Longest pause, in seconds, between receive attempts while SQS is unreachable."""
-
-
-@dataclass(frozen=True)
-class Stored:
-    """A book put in S3, still to be announced."""
-
-    message: Message
-    book_id: str
-    bucket: str
-    key: str
-    version_id: str
-    uploaded: bool
-    """False when an earlier delivery of the same message had already stored it."""
-
-    def announcement(self) -> Outgoing:
-        body = {
-            "id": self.book_id,
-            "file": self.key,
-            "bucket": self.bucket,
-            "version_id": self.version_id,
-            "message_id": self.message.message_id,
-        }
-        return Outgoing(
-            ref=self.message.message_id,
-            body=json.dumps(body, ensure_ascii=False),
-            # Same group as the input so per-group order carries through; the input's id
-            # as deduplication id so a redelivered input is not announced twice.
-            group_id=self.message.group_id,
-            dedup_id=self.message.message_id,
-        )
-
-
-@dataclass(frozen=True)
-class DeadLettered:
-    """A message moved to the dead-letter queue, still to be deleted from the input."""
-
-    message: Message
-    reason: str
-
-
-@dataclass(frozen=True)
-class HandedBack:
-    """A message to leave in the queue, visible again after ``delay`` seconds."""
-
-    message: Message
-    reason: str
-    delay: int
-
-
-Result = Stored | DeadLettered | HandedBack
-
-
-def retry_delay(receive_count: int, visibility_timeout: int) -> int:
-    """Seconds before a failed message is tried again: 2, 4, 8... capped at the visibility."""
-    return min(visibility_timeout, 2 ** min(receive_count, 16))
-
-
-class Inflight:
-    """Messages held by this listener and when SQS will hand them to someone else."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._deadlines: dict[str, tuple[Message, float]] = {}
-
-    def add(self, messages: Iterable[Message], deadline: float) -> None:
-        with self._lock:
-            for m in messages:
-                self._deadlines[m.message_id] = (m, deadline)
-
-    def discard(self, messages: Iterable[Message]) -> None:
-        with self._lock:
-            for m in messages:
-                self._deadlines.pop(m.message_id, None)
-
-    def due(self, before: float) -> list[Message]:
-        """Messages whose visibility ends before ``before``."""
-        with self._lock:
-            return [m for m, deadline in self._deadlines.values() if deadline < before]
+RECEIVING = ("sqs", "ReceiveMessage")
+"""The receive loops retry their own failing call; only other problems pause them."""
 
 
 class BookListener(SqsListener):
@@ -134,16 +57,22 @@ class BookListener(SqsListener):
         self._stop = threading.Event()
         self._abort = threading.Event()
         self._receivers_done = threading.Event()
-        self._inflight = Inflight()
+        self.dependencies = Dependencies(on_change=self._dependencies_changed)
+        self.inflight = Inflight(settings.visibility_timeout)
+        self.retry = Retry(self.dependencies, wait=self._wait)
         self.started_at = time.time()
         self.connected_at: float | None = None
         """When the queues were reached and the receive loops could begin."""
         self.last_poll_at: float | None = None
+        """When a receive last came back."""
+        self.alive_at = time.time()
+        """When a listener thread last showed it is not stuck (liveness, see /livez)."""
+        self._tick_failed = False
 
     # --- control ------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop receiving; work in hand is finished, then listen() returns."""
+        """Stop receiving; work in hand is finished (retries waiting are handed back)."""
         self._stop.set()
 
     def abort(self) -> None:
@@ -159,40 +88,60 @@ class BookListener(SqsListener):
     def connected(self) -> bool:
         return self.connected_at is not None
 
+    def _wait(self, seconds: float) -> bool:
+        """Sleep; False at once when the listener stops."""
+        self.alive_at = time.time()
+        return not self._stop.wait(seconds)
+
     # --- the loop -----------------------------------------------------------
 
     def _initialize_client(self) -> None:
         # Replaces the base's: that one creates missing queues (a standard DLQ beside a
-        # FIFO queue) and ignores our endpoint. Ours only connects, and waits if it can't.
+        # FIFO queue) and ignores our endpoint. Ours connects, checks the buckets keep
+        # versions, and waits (problem shown in /health) until both work.
         s = self.settings
         pool = s.concurrency + s.receivers + 2
-        self._store = BookStore(make_client(s, "s3", pool=pool))
+        store = BookStore(make_client(s, "s3", pool=pool), bucket_owner=s.bucket_owner)
         sqs = make_client(s, "sqs", pool=pool)
-        delay = 1.0
+        backoff = Backoff()
         while not self._stop.is_set():
             try:
                 self._input = Queue(sqs, s.input_queue)
                 self._output = Queue(sqs, s.output_queue)
                 self._dead_letters = Queue(sqs, s.dead_letter_queue)
-            except TransientError as exc:
-                log.warning(
-                    "Listener %s: cannot reach the queues (%s); retrying in %.0fs",
-                    os.getpid(),
-                    exc,
-                    delay,
-                )
+                for bucket in s.all_buckets:
+                    store.check_versioning(bucket)
+            except AwsFault as fault:
+                self.dependencies.report(fault)
                 self._tick()
-                self._stop.wait(delay)
-                delay = min(delay * 2, MAX_POLL_BACKOFF)
+                self._wait(backoff.next())
             else:
-                self.connected_at = time.time()
-                return
+                for service in SERVICES:
+                    for operation in ("GetQueueUrl", "GetBucketVersioning"):
+                        self.dependencies.clear(service, operation)
+                break
+        else:
+            return
+        self.processor = Processor(
+            s,
+            input=self._input,
+            output=self._output,
+            dead_letters=self._dead_letters,
+            store=store,
+            retry=self.retry,
+            inflight=self.inflight,
+            aborting=self._abort.is_set,
+        )
+        self.connected_at = time.time()
 
     def _start_listening(self) -> None:
         # Replaces the base's `while True` loop: that one ends on the first receive error,
         # cannot be stopped, skips undecodable bodies without deleting them (redelivered
         # forever), and sleeps 60 s on an empty queue. See the module docstring for ours.
+        metrics.init_labels()
+        self._dependencies_changed()
         self._initialize_client()
+        self._tick()  # at once: an operator's stop (DELETE /) during the start is honoured
         if not self.connected:
             return
         self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="group")
@@ -208,6 +157,7 @@ class BookListener(SqsListener):
             while not self._stop.wait(1.0):
                 self._tick()
         finally:
+            self._stop.set()  # whatever ended the loop, the receivers must end too
             for thread in receivers:
                 thread.join()
             self._receivers_done.set()
@@ -218,164 +168,77 @@ class BookListener(SqsListener):
             log.info("Listener %s: stopped", os.getpid())
 
     def _tick(self) -> None:
-        if self._on_tick is not None:
+        # Housekeeping (the status file, the owner check) must never wedge the listener:
+        # its failure is logged once, then again only after it worked in between.
+        if self._on_tick is None:
+            return
+        try:
             self._on_tick(self)
+        except Exception:  # logged top-level housekeeping; the listener goes on
+            if not self._tick_failed:
+                log.exception("Listener %s: housekeeping failed; going on", os.getpid())
+            self._tick_failed = True
+        else:
+            self._tick_failed = False
 
     def _receive_loop(self) -> None:
-        delay = 1.0
+        backoff = Backoff()
         while not self._stop.is_set():
-            try:
-                messages = self._input.receive(wait_time=self.settings.wait_time)
-            except Exception as exc:  # logged top-level loop: never let one error end it
-                log.warning(
-                    "Listener %s: receive failed (%s); retrying in %.0fs", os.getpid(), exc, delay
-                )
-                self._stop.wait(delay)
-                delay = min(delay * 2, MAX_POLL_BACKOFF)
+            self.alive_at = time.time()
+            if self.dependencies.blocked(ignoring=[RECEIVING]):
+                # Receiving now would charge new messages a delivery for nothing.
+                self.dependencies.wait_clear(1.0, ignoring=[RECEIVING])
                 continue
-            delay = 1.0
+            try:
+                messages = self._input.receive(
+                    wait_time=self.settings.wait_time,
+                    visibility_timeout=self.settings.visibility_timeout,
+                )
+            except AwsFault as fault:
+                self.retry.judge(fault, probe=self._input.probe, budget=None, message_id=None)
+                self._wait(backoff.next())
+                continue
+            backoff = Backoff()
+            self.retry.succeeded(*RECEIVING)
             self.last_poll_at = time.time()
             if not messages:
                 continue
             if self._stop.is_set():
-                self._input.change_visibility(messages, 0)
+                self._hand_back(messages)
                 break
-            self._inflight.add(messages, time.monotonic() + self.settings.visibility_timeout)
             try:
-                self._work_batch(messages)
+                self.processor.process(messages, map=self._pool.map)
             except Exception:  # logged top-level loop: a bug must not end the listener
-                # Its messages come back when their visibility ends; SQS counts the tries.
+                # Whatever was not finished comes back when its visibility ends.
                 log.exception("Listener %s: batch failed unexpectedly", os.getpid())
-            finally:
-                self._inflight.discard(messages)
+                self.inflight.release(messages)
 
     def _heartbeat_loop(self) -> None:
-        # Extends messages held longer than half the visibility timeout, so a slow
-        # job is never handed to a second consumer. Runs until the receivers are done.
-        visibility = self.settings.visibility_timeout
+        # Extends messages held longer than half the visibility timeout, so a slow job
+        # (or one waiting out an outage) is never handed to a second consumer. Only an
+        # extension that worked moves a message's deadline. Runs until receivers end.
         while not self._receivers_done.wait(1.0):
-            due = self._inflight.due(time.monotonic() + visibility / 2)
-            if due:
-                self._input.change_visibility(due, visibility)
-                self._inflight.add(due, time.monotonic() + visibility)
+            self.inflight.beat(self._input, self.dependencies)
 
-    # --- one batch ----------------------------------------------------------
-
-    def _work_batch(self, messages: list[Message]) -> None:
-        received = time.monotonic()
-        groups: dict[str, list[Message]] = {}
-        for m in messages:
-            groups.setdefault(m.group_id, []).append(m)
-        results: list[Result] = []
-        for group_results in self._pool.map(self._work_group, groups.values()):
-            results.extend(group_results)
-
-        stored = [r for r in results if isinstance(r, Stored)]
-        unannounced = self._output.send_batch([r.announcement() for r in stored])
-        done = [r.message for r in results if isinstance(r, DeadLettered)]
-        back: list[HandedBack] = [r for r in results if isinstance(r, HandedBack)]
-        for r in stored:
-            if r.message.message_id in unannounced:
-                back.append(self._hand_back(r.message, "aws-send"))
-            else:
-                done.append(r.message)
-
-        not_deleted = self._input.delete_batch(done)
-        finished = [m for m in done if m.message_id not in not_deleted]
-        metrics.PROCESSED.inc(len(finished))
-        metrics.UPLOADED.inc(sum(r.uploaded for r in stored))
-        elapsed = time.monotonic() - received
-        for _ in finished:
-            metrics.PROCESSING_SECONDS.observe(elapsed)
-        for delay in sorted({r.delay for r in back}):
-            self._input.change_visibility([r.message for r in back if r.delay == delay], delay)
-        for r in back:
-            metrics.RETRIED.labels(reason=r.reason).inc()
-
-    def _work_group(self, messages: list[Message]) -> list[Result]:
-        results: list[Result] = []
-        for index, message in enumerate(messages):
-            if self._abort.is_set():
-                results.extend(HandedBack(m, "stopping", 0) for m in messages[index:])
-                break
-            result = self._work_one(message)
-            results.append(result)
-            if isinstance(result, HandedBack):
-                # Strict order within a group: nothing after a failure goes ahead of it.
-                results.extend(
-                    HandedBack(m, "group-blocked", result.delay) for m in messages[index + 1 :]
-                )
-                break
-        return results
-
-    def _work_one(self, message: Message) -> Result:
+    def _hand_back(self, messages: list[Any]) -> None:
         try:
-            return self.handle_message(message)
-        except InvalidBook as exc:
-            return self._dead_letter(message, exc.reason, exc.detail)
-        except TransientError as exc:
-            if message.receive_count >= self.settings.max_receive_count:
-                return self._dead_letter(message, RETRIES_EXHAUSTED, str(exc))
-            log.warning(
-                "Listener %s: message %s will be retried: %s", os.getpid(), message.message_id, exc
-            )
-            return self._hand_back(message, exc.reason)
+            self._input.change_visibility(messages, 0)
+        except AwsFault as exc:
+            log.warning("Listener %s: could not hand back messages: %s", os.getpid(), exc)
 
-    def _hand_back(self, message: Message, reason: str) -> HandedBack:
-        delay = retry_delay(message.receive_count, self.settings.visibility_timeout)
-        return HandedBack(message, reason, delay)
+    def _dependencies_changed(self) -> None:
+        for service, state in self.dependencies.snapshot().items():
+            metrics.DEPENDENCY_UP.labels(dependency=service).set(state["state"] == "ok")
 
-    def handle_message(self, message: Message) -> Stored:  # type: ignore[override]
-        """Validate one book and put it in S3; raise InvalidBook or TransientError.
+    def handle_message(
+        self, body: str, attributes: Any = None, messages_attributes: Any = None
+    ) -> Book:  # type: ignore[override]
+        """Validate one body into a Book (InvalidBook if it is not one).
 
-        Takes the whole message, unlike the base's (body, attributes, message_attributes),
-        whose last two arrive swapped: the message id and receive count are needed here.
+        The base class calls this per message from its own loop, which bookd replaces;
+        the rules of a message's whole life are bookd.processing's.
         """
-        book = parse_book(message.body, self.settings.buckets)
-        if message.receive_count > 1:
-            # A redelivery may follow an upload whose announce or delete failed.
-            version = self._store.stored_version(
-                book.bucket, book.key, message_id=message.message_id
-            )
-            if version is not None:
-                return Stored(message, book.id, book.bucket, book.key, version, uploaded=False)
-        version = self._store.put(
-            book.bucket,
-            book.key,
-            message.body.encode("utf-8"),
-            message_id=message.message_id,
-            book_id=book.id,
-        )
-        return Stored(message, book.id, book.bucket, book.key, version, uploaded=True)
-
-    def _dead_letter(self, message: Message, reason: str, detail: str) -> Result:
-        log.warning(
-            "Listener %s: message %s to the dead-letter queue: %s: %s",
-            os.getpid(),
-            message.message_id,
-            reason,
-            detail,
-        )
-        try:
-            self._dead_letters.send(
-                Outgoing(
-                    ref=message.message_id,
-                    body=message.body,
-                    group_id=message.group_id or "bookd",
-                    dedup_id=message.message_id,
-                    attributes={
-                        "reason": reason,
-                        # SQS caps one attribute value at the message size; keep it readable.
-                        "detail": detail[:1000],
-                        "source_message_id": message.message_id,
-                        "source_queue": self.settings.input_queue,
-                    },
-                )
-            )
-        except TransientError as exc:
-            return self._hand_back(message, exc.reason)
-        metrics.FAILED.labels(reason=reason).inc()
-        return DeadLettered(message, reason)
+        return parse_book(body, self.settings.buckets)
 
 
 def install_stop_signals(listener: BookListener) -> None:

@@ -41,6 +41,17 @@ PROCESSING_SECONDS = Histogram(
     "Seconds from receiving an input message to its delete.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+ANNOUNCED_OUT_OF_ORDER = Counter(
+    "bookd_announcements_out_of_order",
+    "Announcements SQS took ahead of an earlier one of their group that it refused.",
+)
+DEPENDENCY_UP = Gauge(
+    "bookd_dependency_up",
+    "0 while the listener pauses for a problem of this dependency (outage, throttling, "
+    "misconfiguration), else 1.",
+    ["dependency"],
+    multiprocess_mode="livemax",
+)
 LISTENER_UP = Gauge(
     "bookd_listener_up",
     "1 while a listener process is running and polling.",
@@ -50,6 +61,22 @@ LISTENER_UP = Gauge(
 )
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+SERVICES = ("s3", "sqs")
+
+
+def init_labels() -> None:
+    """Export every known label at 0, so rate() reads 0 instead of "no data" from the start."""
+    from bookd.books import INVALID_REASONS  # late: processing imports this module
+    from bookd.errors import FaultKind
+    from bookd.processing import DELIVERY_REASONS
+
+    for reason in (*INVALID_REASONS, *DELIVERY_REASONS):
+        FAILED.labels(reason=reason)
+    for service in SERVICES:
+        for kind in FaultKind:
+            if kind is not FaultKind.REJECTED:
+                RETRIED.labels(reason=f"{service}-{kind.value}")
 
 
 def _multiprocess_dir() -> str | None:

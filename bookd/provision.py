@@ -9,11 +9,18 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bookd.aws import AWS_ERRORS, make_client
+from bookd.aws import make_client
 from bookd.config import Settings
 from bookd.errors import ProvisionError
+from bookd.faults import AWS_ERRORS
 
 log = logging.getLogger(__name__)
+
+RETENTION_SECONDS = 14 * 24 * 3600
+"""How long SQS keeps an unconsumed message: its maximum, 14 days (the default is 4).
+
+A listener stopped, or an outage, must not cost books; every queue keeps them as
+long as SQS allows."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +67,7 @@ def _ensure_fifo_queue(sqs: Any, name: str, attributes: dict[str, str]) -> str:
 
 def provision(settings: Settings) -> Provisioned:
     """Create buckets (versioned) and the FIFO queues with the dead-letter redrive."""
-    if not settings.input_queue.endswith(".fifo") or not settings.output_queue.endswith(".fifo"):
-        raise ProvisionError("queue names must end in '.fifo': bookd relies on FIFO ordering")
-    if not settings.dead_letter_queue.endswith(".fifo"):
-        raise ProvisionError("the dead-letter queue of a FIFO queue must be FIFO ('.fifo')")
+    # Settings already refuse queue names without '.fifo': bookd relies on FIFO ordering.
     s3 = make_client(settings, "s3")
     sqs = make_client(settings, "sqs")
     try:
@@ -72,8 +76,8 @@ def provision(settings: Settings) -> Provisioned:
         dlq_url = _ensure_fifo_queue(
             sqs,
             settings.dead_letter_queue,
-            # Dead letters wait for a person; keep them as long as SQS allows.
-            {"MessageRetentionPeriod": "1209600"},
+            # Dead letters wait for a person.
+            {"MessageRetentionPeriod": str(RETENTION_SECONDS)},
         )
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"
@@ -84,10 +88,15 @@ def provision(settings: Settings) -> Provisioned:
             settings.input_queue,
             {
                 "VisibilityTimeout": str(settings.visibility_timeout),
+                "MessageRetentionPeriod": str(RETENTION_SECONDS),
+                # The backstop for messages that crash the listener; the listener's own
+                # retry budget (BOOKD_MAX_ATTEMPTS, BOOKD_RETRY_FOR) dead-letters first.
                 "RedrivePolicy": json.dumps(redrive, separators=(",", ":")),
             },
         )
-        output_url = _ensure_fifo_queue(sqs, settings.output_queue, {})
+        output_url = _ensure_fifo_queue(
+            sqs, settings.output_queue, {"MessageRetentionPeriod": str(RETENTION_SECONDS)}
+        )
     except AWS_ERRORS as exc:
         raise ProvisionError(
             f"provisioning against {settings.endpoint_url or 'AWS'} failed: {exc}; "

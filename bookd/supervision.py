@@ -60,10 +60,18 @@ class StateDir:
         self.restarts = path / "restarts.json"
 
     def read_json(self, path: Path) -> dict[str, Any]:
+        """The file's JSON object; {} if it is missing, unreadable or not an object."""
         try:
-            return json.loads(path.read_text())
-        except (FileNotFoundError, ValueError):
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
             return {}
+        except (OSError, ValueError) as exc:
+            log.warning("Supervisor %s: ignoring unreadable %s (%s)", os.getpid(), path, exc)
+            return {}
+        if not isinstance(data, dict):
+            log.warning("Supervisor %s: ignoring %s: not a JSON object", os.getpid(), path)
+            return {}
+        return data
 
     def write_json(self, path: Path, data: dict[str, Any]) -> None:
         # Write then rename, so a reader never sees half a file.
@@ -100,6 +108,42 @@ def lock_is_held(state: StateDir) -> bool:
         return not free
 
 
+@contextlib.contextmanager
+def hold_listener_lock(state: StateDir, *, timeout: float) -> Iterator[bool]:
+    """The listener's side of the lock: hold it while inside, with this pid written in it."""
+    with flock(state.lock, timeout=timeout) as mine:
+        if mine:
+            # For people reading the file; bookd itself asks the kernel (lock_holder).
+            state.lock.write_text(f"{os.getpid()}\n")
+        yield mine
+
+
+def lock_holder(state: StateDir) -> int | None:
+    """The pid that holds the listener lock now, as the kernel reports it (/proc/locks).
+
+    None when no process holds it, or on a system without /proc/locks. A pid taken
+    from a status file may be stale and belong to another process by now; this one
+    is the lock's holder at the moment of asking.
+    """
+    try:
+        stat = state.lock.stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF"; waiters show "->" first.
+        if (
+            len(fields) >= 6
+            and fields[1:4] == ["FLOCK", "ADVISORY", "WRITE"]
+            and fields[5] == device
+            and fields[4].isdigit()
+        ):
+            return int(fields[4])
+    return None
+
+
 def pid_alive(pid: int) -> bool:
     """Whether ``pid`` is a running process (a zombie counts as dead)."""
     try:
@@ -122,6 +166,24 @@ class Restarts:
     last_start_at: float = 0.0
     died_at: float = 0.0
     quick_deaths: int = 0
+
+    @classmethod
+    def read(cls, state: StateDir) -> Restarts:
+        """From the restarts file; a malformed one is replaced by a fresh record, with a warning."""
+        data = state.read_json(state.restarts)
+        try:
+            restarts = cls(
+                last_start_at=float(data.get("last_start_at", 0.0)),
+                died_at=float(data.get("died_at", 0.0)),
+                quick_deaths=int(data.get("quick_deaths", 0)),
+            )
+        except (TypeError, ValueError):
+            restarts = None
+        if restarts is None or set(data) - {"last_start_at", "died_at", "quick_deaths"}:
+            log.warning("Supervisor %s: %s was malformed; rewritten", os.getpid(), state.restarts)
+            restarts = restarts or cls()
+            state.write_json(state.restarts, asdict(restarts))
+        return restarts
 
     def noticed_dead(self, now: float) -> Restarts:
         """Record a death, once per start; a short life counts towards the delay."""
@@ -168,13 +230,13 @@ def start_listener(settings: Settings, *, owner_pid: int) -> int | None:
     with flock(state.spawn_lock) as mine:
         if not mine or state.disabled.exists() or lock_is_held(state):
             return None
-        previous = state.read_json(state.status).get("pid")
+        previous = _number(state.read_json(state.status).get("pid"), int)
         if previous and not pid_alive(previous):
             from bookd import metrics  # imported late: the multiprocess dir must be set first
 
             metrics.mark_dead(previous)
         moment = time.time()
-        restarts = Restarts(**state.read_json(state.restarts)).noticed_dead(moment)
+        restarts = Restarts.read(state).noticed_dead(moment)
         if restarts.wait_before_start(moment) > 0:
             state.write_json(state.restarts, asdict(restarts))
             return None
@@ -192,14 +254,19 @@ def start_listener(settings: Settings, *, owner_pid: int) -> int | None:
 
 
 def stop_listener(settings: Settings) -> int | None:
-    """Stop the listener and keep it stopped until start; returns the pid signalled."""
+    """Stop the listener and keep it stopped until start; returns the pid signalled.
+
+    The flag file does it in any case: a listener checks it every second, even one
+    still starting, which no signal may reach yet. The signal only makes it quicker,
+    and goes only to the process the kernel says holds the listener lock.
+    """
     state = StateDir(settings.state_dir)
     state.disabled.touch()
-    pid = state.read_json(state.status).get("pid")
-    if pid and lock_is_held(state) and pid_alive(pid):
-        # The status file is written by the lock holder, so this pid is the listener.
-        os.kill(pid, signal.SIGTERM)
-        return pid
+    pid = lock_holder(state)
+    if pid is not None and pid != os.getpid():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            return pid
     return None
 
 
@@ -237,21 +304,41 @@ def listener_status(settings: Settings) -> dict[str, Any]:
         name = "stopped"
     else:
         name = "restarting" if status else "starting"
-    restarts = Restarts(**state.read_json(state.restarts))
+    restarts = Restarts.read(state)
+    dependencies = status.get("dependencies") if held else None
     return {
         "state": name,
-        "pid": status.get("pid") if held else None,
+        "pid": _number(status.get("pid"), int) if held else None,
         "started_at": _iso(status.get("started_at")) if held else None,
         "connected_at": _iso(status.get("connected_at")) if held else None,
         "last_poll_at": _iso(status.get("last_poll_at")),
+        "alive_at": _iso(status.get("alive_at")) if held else None,
+        "alive_seconds_ago": _age(status.get("alive_at")) if held else None,
         "quick_restarts": restarts.quick_deaths,
+        "dependencies": dependencies if isinstance(dependencies, dict) else {},
     }
 
 
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
+def _number(value: Any, kind: type) -> Any:
+    """``value`` if it is a number of ``kind`` (bool excluded), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+    return kind(value)
+
+
+def _age(timestamp: Any) -> float | None:
+    moment = _number(timestamp, float)
+    return None if moment is None else round(max(0.0, time.time() - moment), 3)
+
+
+def _iso(timestamp: Any) -> str | None:
+    moment = _number(timestamp, float)
+    if moment is None:
+        return None
+    try:
+        return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 class Keeper(threading.Thread):
@@ -284,9 +371,13 @@ class StatusReporter:
         self.owner_pid = owner_pid
 
     def __call__(self, listener: Any) -> None:
-        if self.owner_pid and not pid_alive(self.owner_pid) and not listener.stopping:
-            log.warning("Listener %s: owner %s is gone; stopping", os.getpid(), self.owner_pid)
-            listener.stop()
+        if not listener.stopping:
+            if self.state.disabled.exists():
+                log.info("Listener %s: stopped on request (DELETE /); stopping", os.getpid())
+                listener.stop()
+            elif self.owner_pid and not pid_alive(self.owner_pid):
+                log.warning("Listener %s: owner %s is gone; stopping", os.getpid(), self.owner_pid)
+                listener.stop()
         if listener.stopping:
             state = "stopping"
         else:
@@ -300,5 +391,8 @@ class StatusReporter:
                 "started_at": listener.started_at,
                 "connected_at": listener.connected_at,
                 "last_poll_at": listener.last_poll_at,
+                "alive_at": listener.alive_at,
+                "held": listener.inflight.count(),
+                "dependencies": listener.dependencies.snapshot(),
             },
         )

@@ -5,27 +5,24 @@ from __future__ import annotations
 import threading
 
 import pytest
-import requests
 
 from bookd.config import Settings
 from bookd.listener import BookListener
 from bookd.provision import provision
-from tests.support import Queues, remove_resources, unique_settings
+from harness import localstack
+from harness.resources import Queues, remove_resources, unique_settings
 
 
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
     """Settings from the environment, with a short long-poll so listeners stop quickly."""
     settings = Settings.from_env().replace(wait_time=1)
-    try:
-        health = requests.get(f"{settings.endpoint_url}/_localstack/health", timeout=3).json()
-    except requests.RequestException as exc:
+    if not localstack.is_ready(settings.endpoint_url):
         pytest.exit(
-            f"LocalStack is not answering at {settings.endpoint_url} ({exc}); "
-            "run `make localstack-up` first",
+            f"LocalStack is not answering at {settings.endpoint_url}, or S3 and SQS are not "
+            "available there; run `make localstack-up` first",
             returncode=3,
         )
-    assert health["services"].get("s3") in ("available", "running"), health
     return settings
 
 

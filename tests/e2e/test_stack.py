@@ -13,10 +13,11 @@ import uuid
 import pytest
 import requests
 
-from bench.proxy import Proxy
 from bookd import health
-from tests.e2e.stack import Stack
-from tests.support import Queues, wait_for
+from harness.proxy import Proxy
+from harness.resources import Queues
+from harness.stack import Stack
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

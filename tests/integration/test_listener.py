@@ -1,4 +1,4 @@
-"""The listener under concurrency and failure, on the real LocalStack (issue: throughput)."""
+"""The listener under concurrency and failure, on the real LocalStack (faults by harness.proxy)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ import json
 import threading
 import time
 
-from bookd.aws import Message, Outgoing, Queue, make_client
-from bookd.listener import RETRIES_EXHAUSTED, BookListener
-from tests.support import wait_for
+import pytest
+
+from bookd.aws import Queue, make_client
+from bookd.listener import BookListener
+from bookd.ports import Message, Outgoing
+from bookd.processing import RETRIES_EXHAUSTED
+from bookd.supervision import StateDir, StatusReporter
+from harness.proxy import Fault, Proxy
+from harness.waiting import wait_for
 
 BOOK = {"author": "A. Writer", "year": "2001", "summary": "...", "genre": "romance"}
 
@@ -22,6 +28,15 @@ def by_group(messages: list[dict]) -> dict[str, list[str]]:
     for m in messages:
         groups.setdefault(m["Attributes"]["MessageGroupId"], []).append(json.loads(m["Body"])["id"])
     return groups
+
+
+@pytest.fixture
+def proxy(settings):
+    """A fault-injecting proxy in front of the real LocalStack; listeners go through it."""
+    host, port = settings.endpoint_url.rsplit("//", 1)[1].split(":")
+    proxy = Proxy((host, int(port))).start()
+    yield proxy
+    proxy.stop()
 
 
 def test_two_listeners_on_the_same_queues_keep_order_within_every_group(
@@ -39,16 +54,22 @@ def test_two_listeners_on_the_same_queues_keep_order_within_every_group(
 
 
 def test_a_failure_in_the_middle_of_a_group_holds_back_that_group_only(
-    settings, queues, start_listener
+    settings, queues, proxy, start_listener
 ):
-    # "fantasy" maps to a bucket that does not exist: a real S3 failure on every try.
-    settings = settings.replace(
-        buckets={**settings.buckets, "fantasy": f"{settings.buckets['scifi']}-missing"},
-        max_receive_count=3,
-        visibility_timeout=5,
+    # S3 answers everything but the puts of one book, which it fails with a server error.
+    proxy.inject(
+        Fault(
+            "error",
+            service="s3",
+            operation="PutObject",
+            match=b"a2-fails",
+            status=500,
+            code="InternalError",
+        )
     )
+    settings = settings.replace(endpoint_url=proxy.url, max_attempts=3, retry_for=10)
     queues.send(book("a1"), group="A")
-    queues.send(book("a2-fails", genre="fantasy"), group="A")
+    queues.send(book("a2-fails"), group="A")
     queues.send(book("a3"), group="A")
     for n in range(1, 4):
         queues.send(book(f"b{n}"), group="B")
@@ -57,45 +78,100 @@ def test_a_failure_in_the_middle_of_a_group_holds_back_that_group_only(
     first = by_group(queues.collect(settings.output_queue, 4, timeout=20))
     assert first == {"A": ["a1"], "B": ["b1", "b2", "b3"]}, "B goes on, A waits behind a2"
 
-    # After its last allowed delivery the failing book is dead-lettered with a reason,
+    # Once its own tries are used up the failing book is dead-lettered with a reason,
     # and only then does a3 go ahead.
     [letter] = queues.dead_letters(1, timeout=60)
     assert json.loads(letter["Body"])["id"] == "a2-fails"
     assert letter["MessageAttributes"]["reason"]["StringValue"] == RETRIES_EXHAUSTED
-    assert "NoSuchBucket" in letter["MessageAttributes"]["detail"]["StringValue"]
+    assert "InternalError" in letter["MessageAttributes"]["detail"]["StringValue"]
     assert by_group(queues.collect(settings.output_queue, 1, timeout=30)) == {"A": ["a3"]}
 
 
-class SlowListener(BookListener):
-    """Takes longer than the visibility timeout over one book, counting its attempts."""
+def test_a_missing_bucket_pauses_the_listener_until_it_exists_and_dead_letters_nothing(
+    settings, queues, start_listener
+):
+    s3 = make_client(settings, "s3")
+    bucket = settings.buckets["romance"]
+    listener = start_listener(settings.replace(max_attempts=1, retry_for=0))
+    assert wait_for(lambda: listener.connected, timeout=10)
+    s3.delete_bucket(Bucket=bucket)  # as if someone removed it while bookd ran
+    queues.send(book("waits"), group="A")
 
-    attempts: dict[str, int] = {}
-    lock = threading.Lock()
+    def paused():
+        return listener.dependencies.snapshot()["s3"].get("state") == "misconfigured"
 
-    def handle_message(self, message: Message):
-        book_id = json.loads(message.body)["id"]
-        with self.lock:
-            self.attempts[book_id] = self.attempts.get(book_id, 0) + 1
-        if book_id == "slow":
-            time.sleep(self.settings.visibility_timeout * 2.5)
-        return super().handle_message(message)
+    assert wait_for(paused, timeout=20), listener.dependencies.snapshot()
+    assert listener.dependencies.snapshot()["s3"]["cause"] == "PutObject: NoSuchBucket"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    assert [o["id"] for o in queues.outputs(1, timeout=40)] == ["waits"]
+    assert queues.dead_letters(1, timeout=2) == []
+    assert wait_for(lambda: not listener.dependencies.blocked(), timeout=5)
 
 
 def test_a_job_slower_than_the_visibility_timeout_is_processed_once(
-    settings, queues, start_listener
+    settings, queues, proxy, start_listener
 ):
-    settings = settings.replace(visibility_timeout=5)
-    SlowListener.attempts = {}
+    # S3 takes 2.5 visibility timeouts over this one book: the heartbeat must keep it.
+    settings = settings.replace(endpoint_url=proxy.url, visibility_timeout=5, wait_time=5)
+    proxy.inject(Fault("stall", service="s3", operation="PutObject", match=b"slow", seconds=12.5))
     queues.send(book("slow"), group="slow")
-    start_listener(settings, cls=SlowListener)
-    start_listener(settings, cls=SlowListener)  # would take it if the heartbeat failed
-    outputs = queues.outputs(1, timeout=30)
+    start_listener(settings)
+    start_listener(settings)  # would take it if the heartbeat failed
+    outputs = queues.outputs(1, timeout=40)
     assert [o["id"] for o in outputs] == ["slow"]
     assert queues.outputs(1, timeout=settings.visibility_timeout + 2) == []
-    assert SlowListener.attempts == {"slow": 1}
     s3 = make_client(settings, "s3")
     versions = s3.list_object_versions(Bucket=settings.buckets["romance"], Prefix="slow.json")
     assert len(versions["Versions"]) == 1
+
+
+def test_the_listener_s_visibility_timeout_holds_whatever_the_queue_s_attribute_says(
+    settings, queues, proxy, start_listener
+):
+    # The queue was provisioned with a 5 s visibility; the listener is told 30 s.
+    listener_settings = settings.replace(endpoint_url=proxy.url, visibility_timeout=30, wait_time=2)
+    proxy.inject(Fault("stall", service="s3", operation="PutObject", match=b"eight", seconds=8))
+    sqs = make_client(settings, "sqs")
+    sqs.set_queue_attributes(
+        QueueUrl=queues.urls[settings.input_queue], Attributes={"VisibilityTimeout": "5"}
+    )
+    queues.send(book("eight"), group="g")
+    start_listener(listener_settings)
+    start_listener(listener_settings)
+    assert [o["id"] for o in queues.outputs(1, timeout=40)] == ["eight"]
+    assert queues.outputs(1, timeout=8) == [], "announced once"
+    s3 = make_client(settings, "s3")
+    versions = s3.list_object_versions(Bucket=settings.buckets["romance"], Prefix="eight.json")
+    assert len(versions["Versions"]) == 1, "stored once: nobody else got it at 5 s"
+
+
+def test_a_failing_housekeeping_step_never_wedges_the_listener(settings, queues):
+    def broken_tick(listener: BookListener) -> None:
+        raise OSError("status file cannot be written")
+
+    listener = BookListener(settings, on_tick=broken_tick)
+    thread = threading.Thread(target=listener.listen, daemon=True)
+    thread.start()
+    queues.send(book("still-works"), group="g")
+    assert [o["id"] for o in queues.outputs(1, timeout=20)] == ["still-works"]
+    listener.stop()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "stop() ended the listener despite its failing tick"
+
+
+def test_a_stop_requested_while_the_listener_starts_is_honoured(settings, tmp_path):
+    state = StateDir(tmp_path / "state")
+    state.path.mkdir()
+    state.disabled.touch()  # DELETE / came before the listener had written anything
+    reporter = StatusReporter(settings.replace(state_dir=state.path), owner_pid=None)
+    listener = BookListener(settings, on_tick=reporter)
+    thread = threading.Thread(target=listener.listen, daemon=True)
+    began = time.monotonic()
+    thread.start()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the listener stopped by itself"
+    assert time.monotonic() - began < 10
 
 
 def test_a_batch_send_with_one_bad_entry_sends_the_rest_and_reports_that_one(settings, queues):
@@ -105,7 +181,7 @@ def test_a_batch_send_with_one_bad_entry_sends_the_rest_and_reports_that_one(set
     ]
     # A group id over SQS's 128-character limit fails that entry alone.
     messages[2] = Outgoing(ref="bad", body="body bad", group_id="g" * 200, dedup_id="dbad")
-    assert queue.send_batch(messages) == {"bad"}
+    assert set(queue.send(messages)) == {"bad"}
     got = queues.collect(settings.output_queue, 4, timeout=10)
     assert [m["Body"] for m in got] == ["body 0", "body 1", "body 3", "body 4"]
 
@@ -119,6 +195,6 @@ def test_a_batch_delete_with_one_stale_handle_deletes_the_rest_and_reports_that_
     received = queue.receive(wait_time=2)
     assert len(received) == 4
     stale = Message(**{**received[1].__dict__, "receipt_handle": "not-a-real-handle"})
-    assert queue.delete_batch([received[0], stale, received[2], received[3]]) == {stale.message_id}
+    assert set(queue.delete([received[0], stale, received[2], received[3]])) == {stale.message_id}
     queue.change_visibility([received[1]], 0)
     assert wait_for(lambda: queues.depth(settings.input_queue) == 1, timeout=10)

@@ -6,7 +6,7 @@ import pytest
 
 from bookd import books
 from bookd.aws import make_client
-from tests.support import wait_for
+from harness.waiting import wait_for
 
 BOOK = {
     "id": "12345",

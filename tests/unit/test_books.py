@@ -1,11 +1,16 @@
 """Validation, genre mapping and the key rule: pure logic, no network."""
 
+import contextlib
 import json
+import urllib.parse
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bookd import books
-from bookd.books import key_for_title, parse_book
+from bookd.books import from_metadata, key_for_title, metadata_value, parse_book
 from bookd.errors import InvalidBook
 
 BUCKETS = {"scifi": "scifi-bucket", "romance": "romance-bucket"}
@@ -101,3 +106,104 @@ def test_a_key_of_exactly_1024_bytes_is_accepted_and_one_more_is_rejected():
     assert len(key_for_title(longest).encode()) == 1024
     with pytest.raises(InvalidBook):
         key_for_title(longest + "x")
+
+
+# --- the hostile corpus (tests/corpus/hostile.jsonl) and properties ------------------
+
+CORPUS_FILE = Path(__file__).resolve().parents[1] / "corpus" / "hostile.jsonl"
+CORPUS = [json.loads(line) for line in CORPUS_FILE.read_text().splitlines()]
+CORPUS_BUCKETS = {"scifi": "scifi", "romance": "romance"}
+
+
+def test_the_corpus_holds_at_least_forty_cases_of_both_outcomes():
+    assert len(CORPUS) >= 40
+    assert {c["outcome"] for c in CORPUS} == {"stored", "dead-letter"}
+    assert len({c["name"] for c in CORPUS}) == len(CORPUS)
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[c["name"] for c in CORPUS])
+def test_each_corpus_message_gets_its_expected_outcome(case):
+    if case["outcome"] == "dead-letter":
+        assert reason_of(case["body"]) == case["reason"]
+    else:
+        book = parse_book(case["body"], CORPUS_BUCKETS)
+        assert (book.bucket, book.key) == (case["bucket"], case["key"])
+
+
+def test_duplicate_keys_nan_and_a_byte_order_mark_are_refused_with_a_clear_detail():
+    details = {}
+    for name, text in {
+        "duplicate": '{"id": "1", "id": "2", "title": "t", "genre": "scifi"}',
+        "nan": '{"id": "1", "title": "t", "genre": "scifi", "x": NaN}',
+        "bom": '\ufeff{"id": "1", "title": "t", "genre": "scifi"}',
+    }.items():
+        with pytest.raises(InvalidBook) as caught:
+            parse_book(text, BUCKETS)
+        details[name] = caught.value.detail
+    assert "'id' appears twice" in details["duplicate"]
+    assert "NaN" in details["nan"]
+    assert "byte-order mark" in details["bom"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text())
+def test_any_text_is_a_book_or_a_validation_error_never_anything_else(text):
+    with contextlib.suppress(InvalidBook):  # anything else fails the test
+        parse_book(text, BUCKETS)
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["id", "title", "genre", "year", "author", "summary", "x"]), JSONISH
+    )
+)
+def test_any_json_object_is_a_book_or_a_validation_error(data):
+    try:
+        book = parse_book(json.dumps(data), BUCKETS)
+    except InvalidBook:
+        return
+    assert_safe_key(book.key)
+
+
+def assert_safe_key(key: str) -> None:
+    assert key.endswith(".json")
+    assert "/" not in key and "\\" not in key
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\ufffe\uffff" for c in key)
+    assert len(key.encode("utf-8")) <= 1024
+    assert key not in (".json", "..json")
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.text(min_size=1))
+def test_the_key_rule_yields_only_safe_keys_and_is_one_to_one(title):
+    try:
+        key = key_for_title(title)
+    except InvalidBook as exc:
+        assert exc.reason == books.UNSAFE_TITLE
+        return
+    assert_safe_key(key)
+    stem = key[: -len(".json")]
+    decoded = urllib.parse.unquote(stem, errors="strict")
+    assert decoded == title or (title in (".", "..") and decoded == "." * len(title))
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.text())
+def test_metadata_encoding_is_printable_ascii_and_lossless(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return  # lone surrogates never reach it: the validator refuses them first
+    value = metadata_value(text)
+    assert value.isascii() and (value == "" or value.isprintable())
+    assert from_metadata(value) == text

@@ -1,8 +1,10 @@
 """Settings from the environment: defaults, overrides and clear errors."""
 
+from pathlib import Path
+
 import pytest
 
-from bookd.config import Settings
+from bookd.config import Settings, markdown_table
 from bookd.errors import ConfigError
 
 
@@ -16,7 +18,8 @@ def test_defaults_point_at_the_host_localstack_with_test_credentials():
         "InputQueue-dlq.fifo",
     )
     assert dict(s.buckets) == {"scifi": "scifi", "romance": "romance"}
-    assert s.max_receive_count == 5
+    # The retry budget is the listener's (attempts and time); SQS's redrive is a backstop.
+    assert (s.max_attempts, s.retry_for, s.max_receive_count) == (5, 300, 100)
 
 
 def test_an_empty_endpoint_means_aws_with_its_own_credential_chain():
@@ -40,8 +43,58 @@ def test_the_bucket_map_is_read_from_genre_equals_bucket_pairs():
         ({"BOOKD_MAX_RECEIVE_COUNT": "five"}, "BOOKD_MAX_RECEIVE_COUNT"),
         ({"BOOKD_WAIT_TIME": "21"}, "BOOKD_WAIT_TIME"),
         ({"BOOKD_CHECK_TIMEOUT": "-1"}, "BOOKD_CHECK_TIMEOUT"),
+        # float() takes these; a timeout of nan or inf would fail much later.
+        ({"BOOKD_CHECK_TIMEOUT": "nan"}, "BOOKD_CHECK_TIMEOUT"),
+        ({"BOOKD_RETRY_FOR": "inf"}, "BOOKD_RETRY_FOR"),
+        ({"BOOKD_LOG_LEVEL": "loud"}, "BOOKD_LOG_LEVEL"),
+        ({"BOOKD_INPUT_QUEUE": "Input"}, "BOOKD_INPUT_QUEUE"),
+        ({"BOOKD_BUCKET_OWNER": "me"}, "BOOKD_BUCKET_OWNER"),
+        ({"BOOKD_ENDPOINT_URL": "localstack:4566"}, "BOOKD_ENDPOINT_URL"),
     ],
 )
 def test_a_bad_setting_is_refused_with_its_name(env, named):
     with pytest.raises(ConfigError, match=named):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "local"),
+    [
+        ("http://127.0.0.1:4566", True),
+        ("http://localhost:4566", True),
+        ("http://[::1]:4566", True),
+        ("http://localstack:4566", False),
+        ("https://sqs.example.com", False),
+    ],
+)
+def test_made_up_credentials_are_used_only_for_an_endpoint_on_loopback(endpoint, local):
+    s = Settings.from_env({"BOOKD_ENDPOINT_URL": endpoint})
+    assert (s.access_key_id == "test") is local
+    explicit = Settings.from_env(
+        {"BOOKD_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
+    )
+    assert (explicit.access_key_id, explicit.secret_access_key) == ("a", "b")
+
+
+def test_the_control_token_can_come_from_a_mounted_file(tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("s3cret\n")
+    s = Settings.from_env({"BOOKD_CONTROL_TOKEN_FILE": str(secret)})
+    assert s.control_token == "s3cret"
+    secret.write_text("")
+    with pytest.raises(ConfigError, match="is empty"):
+        Settings.from_env({"BOOKD_CONTROL_TOKEN_FILE": str(secret)})
+    with pytest.raises(ConfigError, match="not both"):
+        Settings.from_env({"BOOKD_CONTROL_TOKEN_FILE": str(secret), "BOOKD_CONTROL_TOKEN": "x"})
+
+
+def test_settings_survive_the_trip_through_another_process_environment():
+    s = Settings.from_env(
+        {"BOOKD_BUCKETS": "a=b,c=d", "BOOKD_RETRY_FOR": "1.5", "BOOKD_ENDPOINT_URL": ""}
+    )
+    assert Settings.from_env(s.to_env()) == s
+
+
+def test_the_readme_settings_table_is_the_one_the_declarations_make():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert markdown_table() in readme, "run `bookd settings --markdown` and paste it in"

@@ -22,8 +22,8 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from bookd.config import DEFAULT_ENDPOINT_URL
-from tests.support import free_port
+from bookd.config import Settings
+from harness.waiting import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -225,7 +225,7 @@ def test_bookd_stop_grace_period_outlasts_supervisords_stopwaitsecs(compose):
 
 
 def test_bookd_publishes_the_port_the_image_exposes(compose, dockerfile):
-    assert compose["services"]["bookd"]["ports"] == ["8000:8000"]
+    assert compose["services"]["bookd"]["ports"] == ["127.0.0.1:8000:8000"], "loopback only"
     assert instructions(dockerfile, "EXPOSE") == ["8000"]
 
 
@@ -255,13 +255,13 @@ def test_dockerfile_binds_bookd_to_all_interfaces_on_the_exposed_port(dockerfile
     assert envs["BOOKD_BIND"].rsplit(":", 1)[1] == instructions(dockerfile, "EXPOSE")[0]
 
 
-def test_dockerfile_healthcheck_calls_health_with_pythons_urllib(dockerfile):
+def test_dockerfile_healthcheck_calls_livez_with_pythons_urllib(dockerfile):
     (check,) = instructions(dockerfile, "HEALTHCHECK")
     options, _, command = check.partition("CMD")
     exec_form = json.loads(command)
     assert exec_form[:2] == ["python", "-c"]
     assert "urllib.request" in exec_form[2]
-    assert re.search(r"""urlopen\(['"]http://127\.0\.0\.1:8000/health['"]""", exec_form[2])
+    assert re.search(r"""urlopen\(['"]http://127\.0\.0\.1:8000/livez['"]""", exec_form[2])
     assert "curl" not in check, "python:*-slim has no curl"
     assert "--timeout=" in options
 
@@ -300,7 +300,7 @@ def test_localstack_script_passes_shellcheck():
 
 
 def test_localstack_script_listens_where_bookd_looks_by_default():
-    assert f"http://{script_default('LOCALSTACK_LISTEN')}" == DEFAULT_ENDPOINT_URL
+    assert f"http://{script_default('LOCALSTACK_LISTEN')}" == Settings().endpoint_url
 
 
 def test_localstack_script_down_without_a_pid_file_says_so_and_succeeds(script_env):

@@ -1,19 +1,13 @@
-"""Restart delays, retry delays, in-flight bookkeeping, check caching: pure logic, no network."""
+"""Restart delays, state files and check caching: pure logic, no network."""
 
 import threading
 import time
 
 import pytest
 
-from bookd.aws import Message
 from bookd.health import Cached
-from bookd.listener import Inflight, retry_delay
 from bookd.supervision import STABLE_SECONDS, Restarts
-from tests.support import wait_for
-
-
-def message(n: int) -> Message:
-    return Message(f"id{n}", f"rh{n}", "{}", "g", 1, {}, {})
+from harness.waiting import wait_for
 
 
 def test_a_listener_that_ran_long_enough_is_restarted_at_once():
@@ -33,20 +27,6 @@ def test_a_listener_that_keeps_dying_at_start_waits_longer_each_time():
         waits.append(wait)
         now += wait
     assert waits == [1, 2, 4, 8, 16, 32]
-
-
-def test_retry_delays_grow_and_stop_at_the_visibility_timeout():
-    delays = [retry_delay(n, 30) for n in range(1, 8)]
-    assert delays == [2, 4, 8, 16, 30, 30, 30]
-
-
-def test_inflight_reports_only_messages_whose_visibility_is_running_out():
-    inflight = Inflight()
-    inflight.add([message(1), message(2)], deadline=10.0)
-    inflight.add([message(3)], deadline=50.0)
-    assert {m.message_id for m in inflight.due(before=20.0)} == {"id1", "id2"}
-    inflight.discard([message(1)])
-    assert {m.message_id for m in inflight.due(before=float("inf"))} == {"id2", "id3"}
 
 
 class CountingCheck:

@@ -1,4 +1,4 @@
-"""The real stack for end-to-end tests: supervisord, Gunicorn with 4 workers, the listener.
+"""The real stack: supervisord, Gunicorn with 4 workers, the listener.
 
 Each Stack runs on a free port with its own state directory and its own queues
 and buckets. Processes are found through /proc by the stack's unique state
@@ -19,27 +19,16 @@ from typing import Any
 import requests
 
 from bookd.config import Settings
-from tests.support import free_port, wait_for
+from harness.procfs import live_processes
+from harness.waiting import free_port, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a process see ``settings``."""
-    return {
-        "BOOKD_ENDPOINT_URL": settings.endpoint_url or "",
-        "AWS_REGION": settings.region,
-        "AWS_ACCESS_KEY_ID": settings.access_key_id or "",
-        "AWS_SECRET_ACCESS_KEY": settings.secret_access_key or "",
-        "BOOKD_INPUT_QUEUE": settings.input_queue,
-        "BOOKD_OUTPUT_QUEUE": settings.output_queue,
-        "BOOKD_DEAD_LETTER_QUEUE": settings.dead_letter_queue,
-        "BOOKD_BUCKETS": ",".join(f"{g}={b}" for g, b in settings.buckets.items()),
-        "BOOKD_VISIBILITY_TIMEOUT": str(settings.visibility_timeout),
-        "BOOKD_WAIT_TIME": str(settings.wait_time),
-        "BOOKD_MAX_RECEIVE_COUNT": str(settings.max_receive_count),
-    }
+    return settings.to_env()
 
 
 class Stack:
@@ -111,25 +100,9 @@ class Stack:
 
     def processes(self, *, kind: str | None = None) -> list[int]:
         """Pids of this stack's live processes; kind 'listener' or 'gunicorn' narrows it."""
+        part = {"listener": b"bookd listen", "gunicorn": b"gunicorn", None: None}[kind]
         marker = f"BOOKD_STATE_DIR={self.state_dir}".encode()
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                environ = (entry / "environ").read_bytes()
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if marker not in environ.split(b"\0") or stat.rsplit(")", 1)[-1].split()[0] == "Z":
-                continue
-            if kind == "listener" and b"bookd listen" not in cmdline:
-                continue
-            if kind == "gunicorn" and b"gunicorn" not in cmdline:
-                continue
-            found.append(int(entry.name))
-        return found
+        return live_processes(environ_entry=marker, cmdline_part=part)
 
     def master_pid(self) -> int:
         assert self.supervisord is not None

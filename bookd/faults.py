@@ -1,0 +1,152 @@
+"""The one table of AWS errors: every S3 and SQS failure becomes an AwsFault of one kind.
+
+What each kind makes bookd do is decided in bookd.retry; this module only names
+things. An error code missing from the table counts as UNAVAILABLE: retried, never a
+reason to dead-letter a book.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
+
+from bookd.errors import AwsFault, FaultKind
+
+AWS_ERRORS = (BotoCoreError, ClientError)
+"""What a boto3 call raises when S3 or SQS fails; adapters catch this tuple."""
+
+THROTTLED_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "KmsThrottled",
+        "KMS.ThrottlingException",
+        "429",
+    }
+)
+
+UNAVAILABLE_CODES = frozenset(
+    {
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "BadDigest",
+        "KmsUnavailable",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
+
+MISCONFIGURED_CODES = frozenset(
+    {
+        # Permissions and credentials.
+        "AccessDenied",
+        "AccessDeniedException",
+        "AllAccessDisabled",
+        "403",
+        "InvalidAccessKeyId",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidToken",
+        "InvalidSecurity",
+        "RequestTimeTooSkewed",
+        "AuthorizationHeaderMalformed",
+        "PermanentRedirect",
+        # Resources that are missing or unusable.
+        "NoSuchBucket",
+        "QueueDoesNotExist",
+        "NonExistentQueue",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDeletedRecently",
+        "AWS.SimpleQueueService.QueueDeletedRecently",
+        "KmsAccessDenied",
+        "KmsDisabled",
+        "KmsNotFound",
+        "KmsInvalidState",
+        "KmsInvalidKeyUsage",
+        "KmsOptInRequired",
+        # bookd's own finding: a bucket without versioning would lose same-title books.
+        "BucketNotVersioned",
+    }
+)
+
+REJECTED_CODES = frozenset(
+    {
+        "InvalidArgument",
+        "KeyTooLongError",
+        "EntityTooLarge",
+        "MetadataTooLarge",
+        "InvalidParameterValue",
+        "InvalidParameterValueException",
+        "InvalidMessageContents",
+        "MessageTooLong",
+        "MissingParameter",
+        "InvalidAttributeValue",
+        "AWS.SimpleQueueService.InvalidBatchEntryId",
+        "ParamValidationError",
+    }
+)
+
+_TABLE = (
+    (THROTTLED_CODES, FaultKind.THROTTLED),
+    (MISCONFIGURED_CODES, FaultKind.MISCONFIGURED),
+    (REJECTED_CODES, FaultKind.REJECTED),
+    (UNAVAILABLE_CODES, FaultKind.UNAVAILABLE),
+)
+
+
+def kind_of(code: str) -> FaultKind:
+    """The kind of an AWS error code; unknown codes are UNAVAILABLE (retried, not blamed)."""
+    for codes, kind in _TABLE:
+        if code in codes:
+            return kind
+    return FaultKind.UNAVAILABLE
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a boto3 failure, or the exception's class name."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "")
+        if code:
+            return code
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return str(status) if status else "Unknown"
+    return type(exc).__name__
+
+
+def classify(exc: BaseException, *, service: str, operation: str) -> AwsFault:
+    """Wrap a boto3 failure as an AwsFault naming the call, the code and its kind."""
+    code = error_code(exc)
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError | NoRegionError):
+        kind = FaultKind.MISCONFIGURED
+    elif isinstance(exc, ParamValidationError):
+        # botocore refused the request before sending it: this request is malformed.
+        kind, code = FaultKind.REJECTED, "ParamValidationError"
+    elif isinstance(exc, ClientError):
+        kind = kind_of(code)
+    else:
+        # Connection refused or reset, timeouts, a broken response: the service is away.
+        kind = FaultKind.UNAVAILABLE
+    return AwsFault(kind, service=service, operation=operation, code=code, detail=str(exc))

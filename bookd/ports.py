@@ -1,0 +1,128 @@
+"""What the per-message rules need from the queues and the store, as small protocols.
+
+bookd.aws implements them on boto3; tests implement them in memory, so the rules in
+bookd.processing can be tested offline. No boto3 here. Every method raises
+bookd.errors.AwsFault when its call fails as a whole; batch methods also report the
+entries that failed on their own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bookd.errors import AwsFault
+
+BATCH_LIMIT = 10
+"""SQS takes at most ten entries per batch call."""
+
+MAX_MESSAGE_BYTES = 1_048_576
+"""The largest SQS message, body and attributes together (1 MiB, also LocalStack's)."""
+
+MESSAGE_ID_METADATA = "bookd-message-id"
+"""S3 metadata naming the input message a stored book came from (Store.find reads it)."""
+BOOK_ID_METADATA = "bookd-book-id"
+"""S3 metadata holding the book's id, percent-encoded (bookd.books.metadata_value)."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One received SQS message, with the attributes bookd relies on pulled out."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    group_id: str
+    receive_count: int
+    sent_at: float = 0.0
+    """The producer's send time (SentTimestamp), in seconds since the epoch; 0 if unknown."""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    """Message attributes (name to string value), as sent."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to send to a FIFO queue."""
+
+    ref: str
+    """The caller's name for it; a batch send reports failures by it."""
+    body: str
+    group_id: str
+    dedup_id: str
+    attributes: Mapping[str, str] | None = None
+
+    def size(self) -> int:
+        """Bytes SQS counts against its limit: the body plus each attribute's name, type, value."""
+        size = len(self.body.encode("utf-8"))
+        for name, value in (self.attributes or {}).items():
+            size += len(name.encode()) + len(b"String") + len(value.encode("utf-8"))
+        return size
+
+
+def announcement(
+    *, message: Message, book_id: str, bucket: str, key: str, version_id: str
+) -> Outgoing:
+    """What the output queue gets for a stored book, in the input's group.
+
+    ASCII JSON: any character of a title or id travels as a JSON escape, so SQS never
+    refuses an announcement for its characters (it refuses U+FFFF and the like raw).
+    The input's message id is the deduplication id, so a redelivered input is not
+    announced twice within SQS's five-minute window.
+    """
+    body = {
+        "id": book_id,
+        "file": key,
+        "bucket": bucket,
+        "version_id": version_id,
+        "message_id": message.message_id,
+    }
+    return Outgoing(
+        ref=message.message_id,
+        body=json.dumps(body, ensure_ascii=True),
+        group_id=message.group_id,
+        dedup_id=message.message_id,
+    )
+
+
+class InputQueue(Protocol):
+    name: str
+
+    def receive(self, *, wait_time: int, visibility_timeout: int) -> list[Message]: ...
+
+    def delete(self, messages: Sequence[Message]) -> dict[str, AwsFault]:
+        """Delete; return the faults of messages not deleted, by message id."""
+        ...
+
+    def change_visibility(self, messages: Sequence[Message], timeout: int) -> dict[str, AwsFault]:
+        """Set the visibility of messages still held; return faults by message id."""
+        ...
+
+    def probe(self) -> None:
+        """A cheap call that fails when SQS does."""
+        ...
+
+
+class OutputQueue(Protocol):
+    name: str
+
+    def send(self, messages: Sequence[Outgoing]) -> dict[str, AwsFault]:
+        """Send in order (at most BATCH_LIMIT); return the faults of entries not sent, by ref."""
+        ...
+
+    def probe(self) -> None: ...
+
+
+class Store(Protocol):
+    def put(self, bucket: str, key: str, body: bytes, *, metadata: Mapping[str, str]) -> str:
+        """Store a new version; return its version id."""
+        ...
+
+    def find(self, bucket: str, key: str, *, message_id: str) -> str | None:
+        """The version id of ``key`` stored for ``message_id``, if any version was."""
+        ...
+
+    def probe(self, bucket: str) -> None:
+        """A cheap call that fails when S3 (or this bucket) does."""
+        ...

@@ -1,0 +1,74 @@
+"""The retry policy: jittered backoff, the budget, and what each kind of failure costs."""
+
+from __future__ import annotations
+
+import random
+
+from bookd.dependencies import Dependencies
+from bookd.retry import MAX_DELAY, Backoff, Budget, Retry, Verdict
+from tests.unit.memory import FakeClock, fault
+
+
+def test_backoff_grows_to_its_cap_and_never_gets_hot():
+    backoff = Backoff(first=0.5, cap=15, rng=random.Random(1))
+    delays = [backoff.next() for _ in range(12)]
+    assert all(0.25 <= d <= MAX_DELAY for d in delays)
+    assert delays[-1] >= MAX_DELAY / 2
+    assert delays[0] < delays[5]
+
+
+def test_sixteen_loops_do_not_retry_in_lockstep():
+    # Each loop has its own random source, as each Backoff() does in the listener.
+    loops = [Backoff(rng=random.Random(seed)) for seed in range(16)]
+    retried_at = [sum(b.next() for _ in range(6)) for b in loops]
+    assert len(set(retried_at)) == 16
+    assert max(retried_at) - min(retried_at) > 1.0, "their sixth retries spread over seconds"
+
+
+def test_a_budget_is_used_up_only_when_both_its_tries_and_its_time_are():
+    budget = Budget(max_attempts=3, retry_for=60)
+    for moment in (0, 1, 2):
+        budget.failed(moment)
+    assert not budget.exhausted(2), "three tries, but in two seconds"
+    assert budget.exhausted(60)
+    assert not Budget(3, 0).exhausted(1000), "no failure yet"
+
+
+def judge(code: str, *, probe_works: bool, budget: Budget | None = None):
+    clock = FakeClock()
+    dependencies = Dependencies()
+    retry = Retry(dependencies, wait=clock.wait, clock=clock)
+
+    def probe() -> None:
+        if not probe_works:
+            raise fault("ServiceUnavailable")
+
+    verdict = retry.judge(fault(code), probe=probe, budget=budget, message_id="m")
+    return verdict, dependencies
+
+
+def test_an_error_while_the_service_answers_probes_counts_against_the_message():
+    budget = Budget(5, 0)
+    verdict, dependencies = judge("InternalError", probe_works=True, budget=budget)
+    assert verdict is Verdict.RETRY and budget.attempts == 1
+    assert not dependencies.blocked()
+
+
+def test_an_error_while_the_service_is_away_is_an_outage_and_costs_nothing():
+    budget = Budget(5, 0)
+    verdict, dependencies = judge("InternalError", probe_works=False, budget=budget)
+    assert verdict is Verdict.RETRY and budget.attempts == 0
+    assert dependencies.snapshot()["s3"]["state"] == "down"
+
+
+def test_throttling_and_misconfiguration_pause_and_never_count():
+    for code, state in (("SlowDown", "throttled"), ("AccessDenied", "misconfigured")):
+        budget = Budget(1, 0)
+        verdict, dependencies = judge(code, probe_works=True, budget=budget)
+        assert verdict is Verdict.RETRY and budget.attempts == 0
+        assert dependencies.snapshot()["s3"]["state"] == state
+
+
+def test_a_rejected_request_is_refused_at_once():
+    verdict, _ = judge("KeyTooLongError", probe_works=True, budget=Budget(5, 60))
+    assert verdict is Verdict.REFUSED
