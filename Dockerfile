@@ -8,11 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Pinned runtime dependencies first, so this layer is rebuilt only when they change.
+# The runtime lock first (every package pinned and hashed; `make lock`), so this layer is rebuilt
+# only when it changes.
 COPY requirements.txt ./
-RUN pip install --no-cache-dir -r requirements.txt
+RUN pip install --no-cache-dir --require-hashes -r requirements.txt
 
-# The project itself; its dependencies are already installed from the pins above.
+# The project itself; its dependencies are already installed from the lock.
 COPY . .
 RUN pip install --no-cache-dir --no-deps . \
     && rm -rf build ./*.egg-info \
