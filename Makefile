@@ -11,12 +11,13 @@ QUIET_PIP := 2> >(grep -v "is ignored: it is neither" >&2)
 .PHONY: run test lint bench venv lock lock-upgrade localstack-up localstack-down provision clean
 
 # The app's virtual environment, from the hash-pinned dev lock (the runtime lock plus the dev
-# tools), rebuilt when a lock changes. bookd itself goes in last, without dependencies.
+# tools), rebuilt when a lock changes. bookd itself goes in last, without dependencies and built
+# by the locked setuptools, so nothing unhashed is downloaded.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "bookd needs Python 3.11 ($(PYTHON)); set PYTHON=..." >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --require-hashes -r requirements-dev.txt $(QUIET_PIP)
-	$(PIP) --no-deps -e . $(QUIET_PIP)
+	$(PIP) --no-deps --no-build-isolation -e . $(QUIET_PIP)
 	$(BIN)/python -c "import bookd, flask, gunicorn, boto3, click, pythonjsonlogger, sqs_listener, prometheus_client, supervisor"
 	touch $@
 

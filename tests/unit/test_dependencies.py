@@ -232,6 +232,14 @@ def test_pyproject_names_every_runtime_package_bookd_imports_and_pins_none():
     assert not [s for s in specs if "==" in s], "pins belong in requirements.in"
 
 
+def test_the_runtime_lock_holds_the_build_backend_pyproject_asks_for():
+    # The project is installed with --no-build-isolation, so its backend comes from the lock.
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    (minimum,) = [int(m) for r in requires for m in re.findall(r"^setuptools>=(\d+)$", r)]
+    locked = by_name(RUNTIME_LOCK)["setuptools"].version
+    assert int(locked.split(".")[0]) >= minimum, locked
+
+
 # --- the Makefile --------------------------------------------------------------
 
 
@@ -254,7 +262,7 @@ def test_make_rebuilds_the_venv_when_a_lock_changes_and_installs_from_the_dev_lo
     assert {"requirements.txt", "requirements-dev.txt"} <= set(prerequisites)
     installs = [line for line in recipe if line.startswith("$(PIP)")]
     assert "--require-hashes -r requirements-dev.txt" in installs[0]
-    assert all(re.search(r"--no-deps -e \.(\s|$)", i) for i in installs[1:])
+    assert all(re.search(r"--no-deps --no-build-isolation -e \.(\s|$)", i) for i in installs[1:])
 
 
 def test_make_lock_compiles_each_input_into_its_lock_with_hashes_from_pypi_alone():

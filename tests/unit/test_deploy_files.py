@@ -269,7 +269,7 @@ def test_dockerfile_healthcheck_calls_health_with_pythons_urllib(dockerfile):
 def test_dockerfile_installs_the_lock_before_the_project_and_the_project_without_deps(dockerfile):
     pins = index_of(dockerfile, "RUN", r"pip install .*--require-hashes -r requirements\.txt(\s|$)")
     copy_all = index_of(dockerfile, "COPY", r"^\.\s+\.$")
-    project = index_of(dockerfile, "RUN", r"pip install .*--no-deps \.(\s|$)")
+    project = index_of(dockerfile, "RUN", r"pip install .*--no-deps --no-build-isolation \.(\s|$)")
     assert index_of(dockerfile, "COPY", r"^requirements\.txt ") < pins < copy_all < project
 
 
@@ -281,12 +281,12 @@ def test_dockerfile_installs_nothing_but_the_hashed_lock_and_the_project(dockerf
         for command in re.split(r"&&|;", run)
         if "pip install" in command
     ]
-    # Then each is the runtime lock in hash-checking mode, or bookd itself without dependencies
+    # Then each is the runtime lock in hash-checking mode, or bookd itself with no download
     assert len(installs) == 2, installs
     for command in installs:
         assert re.fullmatch(
             r"pip install --no-cache-dir (--require-hashes -r requirements\.txt"
-            r"|--no-deps \.)",
+            r"|--no-deps --no-build-isolation \.)",
             command,
         ), command
 
