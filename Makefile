@@ -8,18 +8,40 @@ PIP := $(BIN)/pip install -q --disable-pip-version-check
 # This machine's pip config names local mirrors that may be absent; hide only that warning.
 QUIET_PIP := 2> >(grep -v "is ignored: it is neither" >&2)
 
-.PHONY: run test lint bench venv localstack-up localstack-down provision clean
+.PHONY: run test lint bench venv lock lock-upgrade localstack-up localstack-down provision clean
 
-# The app's virtual environment, rebuilt when a requirements file changes.
+# The app's virtual environment, from the hash-pinned dev lock (the runtime lock plus the dev
+# tools), rebuilt when a lock changes. bookd itself goes in last, without dependencies and built
+# by the locked setuptools, so nothing unhashed is downloaded.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "bookd needs Python 3.11 ($(PYTHON)); set PYTHON=..." >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) -r requirements.txt -r requirements-dev.txt $(QUIET_PIP)
-	$(PIP) --no-deps -e . $(QUIET_PIP)
-	$(BIN)/python -c "import bookd, flask, gunicorn, boto3, sqs_listener, prometheus_client, supervisor"
+	$(PIP) --require-hashes -r requirements-dev.txt $(QUIET_PIP)
+	$(PIP) --no-deps --no-build-isolation -e . $(QUIET_PIP)
+	$(BIN)/python -c "import bookd, flask, gunicorn, boto3, click, pythonjsonlogger, sqs_listener, prometheus_client, supervisor"
 	touch $@
 
 venv: $(STAMP)
+
+# The locks requirements.txt (runtime, for the image) and requirements-dev.txt (the venv), made
+# from the hand-edited requirements.in and requirements-dev.in for CPython 3.11 on Linux, with the
+# hash of every file PyPI publishes for each pinned version. They come from PyPI (uv's default
+# index) alone: uv reads none of pip's config (this machine's pip.conf and PIP_* add local wheel
+# folders, file:// indexes and a constraints file), --no-config skips uv.toml files, and the
+# uv variables that would add indexes, wheel folders or constraints are not passed on to it.
+# `make lock` keeps every pin it can; `make lock-upgrade` moves the unpinned (transitive) ones
+# to their latest releases.
+UV_COMPILE = $(BIN)/uv pip compile --quiet --no-config --python-version 3.11 --python-platform linux \
+	--generate-hashes --custom-compile-command "make lock"
+unexport UV_INDEX UV_DEFAULT_INDEX UV_INDEX_URL UV_EXTRA_INDEX_URL UV_FIND_LINKS UV_NO_INDEX \
+	UV_CONSTRAINT UV_OVERRIDE UV_CONFIG_FILE
+
+lock: venv
+	$(UV_COMPILE) $(LOCK_FLAGS) requirements.in -o requirements.txt
+	$(UV_COMPILE) $(LOCK_FLAGS) requirements-dev.in -o requirements-dev.txt
+
+lock-upgrade: LOCK_FLAGS = --upgrade
+lock-upgrade: lock
 
 localstack-up:
 	scripts/localstack.sh up

@@ -1,7 +1,7 @@
 """The deploy files: docker-compose.yml, Dockerfile, .dockerignore and scripts/localstack.sh.
 
 Docker does not run here, so the files are checked by real parsers and linters from PyPI
-(pinned in requirements-dev.txt): check-jsonschema validates the compose file against the
+(locked in requirements-dev.txt): check-jsonschema validates the compose file against the
 Compose specification's JSON schema (the one Docker Compose validates with), hadolint lints
 the Dockerfile and shellcheck the script. No test touches the network; the script tests only
 use free loopback ports and a temporary var directory.
@@ -85,10 +85,10 @@ def seconds(duration: str | int) -> float:
 
 
 def tool(name: str, package: str) -> str:
-    """A linter binary installed by requirements-dev.txt, next to this interpreter first."""
+    """A linter binary installed from requirements-dev.txt, next to this interpreter first."""
     beside = Path(sys.executable).parent / name
     found = str(beside) if beside.is_file() else shutil.which(name)
-    assert found, f"{name} is missing: pip install -r requirements-dev.txt (package {package})"
+    assert found, f"{name} is missing: make venv (package {package})"
     return found
 
 
@@ -266,11 +266,29 @@ def test_dockerfile_healthcheck_calls_livez_with_pythons_urllib(dockerfile):
     assert "--timeout=" in options
 
 
-def test_dockerfile_installs_the_pins_before_the_project_and_the_project_without_deps(dockerfile):
-    pins = index_of(dockerfile, "RUN", r"pip install .*-r requirements\.txt")
+def test_dockerfile_installs_the_lock_before_the_project_and_the_project_without_deps(dockerfile):
+    pins = index_of(dockerfile, "RUN", r"pip install .*--require-hashes -r requirements\.txt(\s|$)")
     copy_all = index_of(dockerfile, "COPY", r"^\.\s+\.$")
-    project = index_of(dockerfile, "RUN", r"pip install .*--no-deps \.(\s|$)")
+    project = index_of(dockerfile, "RUN", r"pip install .*--no-deps --no-build-isolation \.(\s|$)")
     assert index_of(dockerfile, "COPY", r"^requirements\.txt ") < pins < copy_all < project
+
+
+def test_dockerfile_installs_nothing_but_the_hashed_lock_and_the_project(dockerfile):
+    # Given every pip install in the image's RUN instructions
+    installs = [
+        command.strip()
+        for run in instructions(dockerfile, "RUN")
+        for command in re.split(r"&&|;", run)
+        if "pip install" in command
+    ]
+    # Then each is the runtime lock in hash-checking mode, or bookd itself with no download
+    assert len(installs) == 2, installs
+    for command in installs:
+        assert re.fullmatch(
+            r"pip install --no-cache-dir (--require-hashes -r requirements\.txt"
+            r"|--no-deps --no-build-isolation \.)",
+            command,
+        ), command
 
 
 def test_dockerfile_runs_the_service_as_a_non_root_user(dockerfile):
