@@ -1,13 +1,17 @@
-"""Helpers shared by the integration and end-to-end tests: real LocalStack, unique names."""
+"""Helpers shared by the tests: real LocalStack, unique names, free ports, linters."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bookd.aws import AWS_ERRORS, make_client
@@ -127,3 +131,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def tool(name: str, package: str) -> str:
+    """A linter binary installed by requirements-dev.txt, next to this interpreter first."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    assert found, f"{name} is missing: pip install -r requirements-dev.txt (package {package})"
+    return found
+
+
+def lint(*command: str) -> None:
+    """Run a linter; fail with its output unless it passes."""
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -23,7 +23,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from bookd.config import DEFAULT_ENDPOINT_URL
-from tests.support import free_port
+from tests.support import free_port, lint, tool
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -82,20 +82,6 @@ def seconds(duration: str | int) -> float:
     parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
     assert parts and "".join(n + u for n, u in parts) == duration, duration
     return sum(float(n) * units[u] for n, u in parts)
-
-
-def tool(name: str, package: str) -> str:
-    """A linter binary installed by requirements-dev.txt, next to this interpreter first."""
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.is_file() else shutil.which(name)
-    assert found, f"{name} is missing: pip install -r requirements-dev.txt (package {package})"
-    return found
-
-
-def lint(*command: str) -> None:
-    """Run a linter; fail with its output unless it passes."""
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def run_script(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess:
