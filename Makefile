@@ -8,7 +8,7 @@ PIP := $(BIN)/pip install -q --disable-pip-version-check
 # This machine's pip config names local mirrors that may be absent; hide only that warning.
 QUIET_PIP := 2> >(grep -v "is ignored: it is neither" >&2)
 
-.PHONY: run test lint bench venv lock lock-upgrade localstack-up localstack-down provision clean
+.PHONY: run test lint bench venv lock lock-upgrade localstack-up localstack-down prometheus provision clean
 
 # The app's virtual environment, from the hash-pinned dev lock (the runtime lock plus the dev
 # tools), rebuilt when a lock changes. bookd itself goes in last, without dependencies and built
@@ -49,6 +49,10 @@ localstack-up:
 localstack-down:
 	scripts/localstack.sh down
 
+# promtool and prometheus for the monitoring tests: Debian's package, installed when missing.
+prometheus:
+	scripts/prometheus.sh
+
 provision: venv localstack-up
 	$(BIN)/bookd provision
 
@@ -57,7 +61,7 @@ run: provision
 	mkdir -p var
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/supervisord -n -c deploy/supervisord.conf
 
-test: venv localstack-up lint
+test: venv localstack-up prometheus lint
 	$(BIN)/pytest
 
 # Baseline vs bookd vs the PutObject ceiling, direct and with 20 ms per request (~8 min).

@@ -24,6 +24,7 @@ from dockerfile_parse import DockerfileParser
 
 from bookd.config import Settings
 from harness.waiting import free_port
+from tests.tools import lint, tool
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -82,20 +83,6 @@ def seconds(duration: str | int) -> float:
     parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
     assert parts and "".join(n + u for n, u in parts) == duration, duration
     return sum(float(n) * units[u] for n, u in parts)
-
-
-def tool(name: str, package: str) -> str:
-    """A linter binary installed from requirements-dev.txt, next to this interpreter first."""
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.is_file() else shutil.which(name)
-    assert found, f"{name} is missing: make venv (package {package})"
-    return found
-
-
-def lint(*command: str) -> None:
-    """Run a linter; fail with its output unless it passes."""
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def run_script(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess:

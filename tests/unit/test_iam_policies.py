@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 from parliament import analyze_policy_string
 
-from bookd.config import (
-    DEFAULT_BUCKETS,
-    DEFAULT_DEAD_LETTER_QUEUE,
-    DEFAULT_INPUT_QUEUE,
-    DEFAULT_OUTPUT_QUEUE,
-    DEFAULT_REGION,
-)
+from bookd.config import Settings
+
+# bookd's defaults, as Settings declares them.
+DEFAULTS = Settings()
+DEFAULT_BUCKETS = DEFAULTS.to_env()["BOOKD_BUCKETS"]
+DEFAULT_DEAD_LETTER_QUEUE = DEFAULTS.dead_letter_queue
+DEFAULT_INPUT_QUEUE = DEFAULTS.input_queue
+DEFAULT_OUTPUT_QUEUE = DEFAULTS.output_queue
+DEFAULT_REGION = DEFAULTS.region
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_POLICY = ROOT / "deploy" / "iam-policy.json"

@@ -22,13 +22,15 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from bookd.config import (
-    DEFAULT_BUCKETS,
-    DEFAULT_DEAD_LETTER_QUEUE,
-    DEFAULT_INPUT_QUEUE,
-    DEFAULT_OUTPUT_QUEUE,
-    DEFAULT_STATE_DIR,
-)
+from bookd.config import Settings
+
+# bookd's defaults, as Settings declares them.
+DEFAULTS = Settings()
+DEFAULT_BUCKETS = DEFAULTS.to_env()["BOOKD_BUCKETS"]
+DEFAULT_DEAD_LETTER_QUEUE = DEFAULTS.dead_letter_queue
+DEFAULT_INPUT_QUEUE = DEFAULTS.input_queue
+DEFAULT_OUTPUT_QUEUE = DEFAULTS.output_queue
+DEFAULT_STATE_DIR = str(DEFAULTS.state_dir)
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "deploy" / "k8s"
