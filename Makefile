@@ -8,7 +8,7 @@ PIP := $(BIN)/pip install -q --disable-pip-version-check
 # This machine's pip config names local mirrors that may be absent; hide only that warning.
 QUIET_PIP := 2> >(grep -v "is ignored: it is neither" >&2)
 
-.PHONY: run test lint bench venv lock lock-upgrade localstack-up localstack-down prometheus provision clean
+.PHONY: run test lint bench faults venv lock lock-upgrade localstack-up localstack-down prometheus provision clean
 
 # The app's virtual environment, from the hash-pinned dev lock (the runtime lock plus the dev
 # tools), rebuilt when a lock changes. bookd itself goes in last, without dependencies and built
@@ -69,8 +69,13 @@ bench: venv localstack-up
 	$(BIN)/python -m bench.run
 
 lint: venv
-	$(BIN)/ruff check bookd tests bench harness gunicorn_conf.py
-	$(BIN)/ruff format --check bookd tests bench harness gunicorn_conf.py
+	$(BIN)/ruff check bookd tests bench harness faults gunicorn_conf.py
+	$(BIN)/ruff format --check bookd tests bench harness faults gunicorn_conf.py
 
 clean:
 	rm -rf $(VENV) var
+
+# The fault suite: kills, outages, a LocalStack restart, two instances, SIGTERM (~15 min).
+# Every book must end stored and announced once, in group order, or dead-lettered.
+faults: venv localstack-up
+	$(BIN)/python -m faults.run

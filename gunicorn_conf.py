@@ -10,6 +10,7 @@ import os
 import shutil
 
 from bookd.config import Settings
+from bookd.logs import logging_config
 
 settings = Settings.from_env()
 
@@ -32,6 +33,8 @@ max_requests_jitter = settings.max_requests // 10
 accesslog = "-"
 errorlog = "-"
 loglevel = settings.log_level.lower()
+# One configuration for Gunicorn's lines and bookd's, in every process (bookd/logs.py).
+logconfig_dict = logging_config(settings)
 proc_name = "bookd"
 # Gunicorn's control socket sits at one fixed path per user; two stacks on one host
 # (a second container's worth, or the tests) would fight over it. Not used by bookd.

@@ -140,7 +140,7 @@ def _readiness() -> tuple[dict[str, Any], list[str]]:
     down = []
     if not services.pop("ok"):
         down.append("localstack" if _settings().endpoint_url else "aws")
-    if listener["state"] != "running":
+    if listener["state"] != "running" or not _listener_live(listener):
         down.append("listener")
     dependencies = listener["dependencies"]
     for service, state in sorted(dependencies.items()):

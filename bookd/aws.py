@@ -9,6 +9,7 @@ not be used after it (botocore#1246).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.handlers import add_expect_header
 
+from bookd import metrics
 from bookd.config import Settings
 from bookd.errors import AwsFault, FaultKind
 from bookd.faults import AWS_ERRORS, classify, kind_of
@@ -54,7 +56,7 @@ def make_client(
         s3={"addressing_style": "path"} if settings.endpoint_url else None,
     )
     session = boto3.session.Session()
-    return session.client(
+    client = session.client(
         service,
         endpoint_url=settings.endpoint_url,
         aws_access_key_id=settings.access_key_id,
@@ -62,6 +64,38 @@ def make_client(
         aws_session_token=settings.session_token,
         config=config,
     )
+    _time_calls(client)
+    return client
+
+
+def _time_calls(client: Any) -> None:
+    """Record each call's duration and failure (bookd_aws_request_*) through botocore's events."""
+    started = "bookd_started"
+
+    def before(context: dict[str, Any], **_: Any) -> None:
+        context[started] = time.monotonic()
+
+    def observe(event_name: str, context: dict[str, Any], error: str | None) -> None:
+        _, service, operation = event_name.split(".", 2)
+        if started in context:
+            seconds = time.monotonic() - context.pop(started)
+            metrics.AWS_SECONDS.labels(service=service, operation=operation).observe(seconds)
+        if error is not None:
+            metrics.AWS_ERRORS.labels(service=service, operation=operation, code=error).inc()
+
+    def after(event_name: str, http_response: Any, parsed: Any, context: Any, **_: Any) -> None:
+        error = None
+        if http_response.status_code >= 300:
+            error = str(parsed.get("Error", {}).get("Code") or http_response.status_code)
+        observe(event_name, context, error)
+
+    def after_error(event_name: str, exception: Exception, context: Any, **_: Any) -> None:
+        observe(event_name, context, type(exception).__name__)
+
+    events = client.meta.events
+    events.register("before-call", before)
+    events.register("after-call", after)
+    events.register("after-call-error", after_error)
 
 
 def call(service: str, operation: str, fn: Callable[[], T]) -> T:

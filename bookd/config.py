@@ -290,6 +290,12 @@ class Settings:
     log_level: str = setting(
         "BOOKD_LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level"
     )
+    log_format: str = setting(
+        "BOOKD_LOG_FORMAT",
+        "text",
+        choice("text", "json"),
+        "text: readable lines; json: one JSON object per line (access log included)",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -2,10 +2,12 @@
 
 A problem is kept per (service, operation): an outage, throttling or a configuration
 fault such as AccessDenied or a missing bucket. While any is open the listener takes
-no new messages (each receive would cost them a delivery for nothing). Whoever holds
-the failing call retries it (bookd.retry), and its first success clears the problem.
-Each problem is logged once when it opens and once when it clears; /health and
-/readyz show the open ones.
+no new messages (each receive would cost them a delivery for nothing). A problem has
+owners: the callers retrying the failing call (bookd.retry). The first success
+clears it; when the last owner stops retrying (its message was handed on), the
+problem is dropped, since no one could ever see it clear, and receiving resumes (a
+receive then meets the problem again if it lasts). Each problem is logged once when
+it opens and once when it ends; /health and /readyz show the open ones.
 """
 
 from __future__ import annotations
@@ -55,11 +57,15 @@ class Dependencies:
     def __init__(self, on_change: Callable[[], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._open: dict[tuple[str, str], Problem] = {}
+        self._owners: dict[tuple[str, str], set[object]] = {}
         self._cleared = threading.Condition(self._lock)
         self._on_change = on_change
 
-    def report(self, fault: AwsFault, *, kind: FaultKind | None = None) -> None:
-        """Open (or update) the problem of the fault's call; logged when it opens."""
+    def report(self, fault: AwsFault, *, owner: object, kind: FaultKind | None = None) -> None:
+        """Open (or update) the problem of the fault's call, retried by ``owner``.
+
+        Logged when it opens.
+        """
         kind = kind or fault.kind
         key = (fault.service, fault.operation)
         with self._lock:
@@ -68,6 +74,7 @@ class Dependencies:
             self._open[key] = Problem(
                 fault.service, fault.operation, kind, fault.cause, fault.detail, since
             )
+            self._owners.setdefault(key, set()).add(owner)
         if known is None or known.kind != kind:
             log.warning(
                 "Listener %s: %s is %s (%s); receiving pauses until it works again: %s",
@@ -86,6 +93,7 @@ class Dependencies:
             if key not in self._open:
                 return
             problem = self._open.pop(key)
+            self._owners.pop(key, None)
             self._cleared.notify_all()
         log.warning(
             "Listener %s: %s works again (%s, after %.0f s)",
@@ -95,6 +103,28 @@ class Dependencies:
             time.time() - problem.since,
         )
         self._changed()
+
+    def release(self, owner: object) -> None:
+        """``owner`` no longer retries; drop the problems no one retries any more."""
+        with self._lock:
+            dropped = []
+            for key, owners in list(self._owners.items()):
+                owners.discard(owner)
+                if not owners:
+                    del self._owners[key]
+                    dropped.append(self._open.pop(key))
+            if dropped:
+                self._cleared.notify_all()
+        for problem in dropped:
+            log.warning(
+                "Listener %s: no one retries %s now (%s, for %.0f s); receiving resumes",
+                os.getpid(),
+                problem.service,
+                problem.cause,
+                time.time() - problem.since,
+            )
+        if dropped:
+            self._changed()
 
     def is_open(self, service: str) -> bool:
         """Whether a problem of ``service`` is open."""

@@ -16,13 +16,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from bookd.dependencies import Dependencies
 from bookd.errors import AwsFault
 from bookd.ports import InputQueue, Message
 
 log = logging.getLogger(__name__)
-
-EXTENDING = ("sqs", "ChangeMessageVisibilityBatch")
 
 MAX_HOLD_SECONDS = 12 * 3600 - 120
 """SQS keeps a message invisible at most 12 hours after a receive; stop extending before."""
@@ -48,6 +45,7 @@ class Inflight:
         self._clock = clock
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {}
+        self._beat_failing = False
 
     def admit(self, messages: Iterable[Message]) -> tuple[list[Message], list[Message]]:
         """Take a receive's messages: (to work on, to hand back at once).
@@ -119,8 +117,12 @@ class Inflight:
             for m in messages:
                 self._held.pop(m.message_id, None)
 
-    def beat(self, queue: InputQueue, dependencies: Dependencies) -> None:
-        """One heartbeat: extend what is due; only an extension that worked counts."""
+    def beat(self, queue: InputQueue) -> None:
+        """One heartbeat: extend what is due; only an extension that worked counts.
+
+        A failure does not pause receiving by itself: the calls that need SQS (receive,
+        announce, delete) meet the same trouble and pause it while it lasts.
+        """
         due = self.due()
         if not due:
             return
@@ -128,13 +130,24 @@ class Inflight:
         try:
             failed = queue.change_visibility(due, self.visibility_timeout)
         except AwsFault as fault:
-            dependencies.report(fault)
-            return
-        dependencies.clear(*EXTENDING)
+            failed = {m.message_id: fault for m in due}
         self.extended([m for m in due if m.message_id not in failed], asked_at=asked)
-        for message_id, fault in failed.items():
-            log.warning("Listener %s: could not extend %s: %s", os.getpid(), message_id, fault)
+        if failed and not self._beat_failing:
+            log.warning(
+                "Listener %s: could not extend %d held messages: %s",
+                os.getpid(),
+                len(failed),
+                next(iter(failed.values())),
+                extra={"message_ids": sorted(failed)},
+            )
+        self._beat_failing = bool(failed)
 
     def count(self) -> int:
         with self._lock:
             return len(self._held)
+
+    def oldest_sent_at(self) -> float | None:
+        """The producer's send time of the oldest message held, if any is known."""
+        with self._lock:
+            times = [h.message.sent_at for h in self._held.values() if h.message.sent_at]
+        return min(times, default=None)

@@ -30,6 +30,7 @@ from bookd.config import Settings
 from bookd.dependencies import SERVICES, Dependencies
 from bookd.errors import AwsFault
 from bookd.inflight import Inflight
+from bookd.ports import Message
 from bookd.processing import Processor
 from bookd.retry import Backoff, Retry
 
@@ -68,6 +69,7 @@ class BookListener(SqsListener):
         self.alive_at = time.time()
         """When a listener thread last showed it is not stuck (liveness, see /livez)."""
         self._tick_failed = False
+        self._gauges = QueueGauges()
 
     # --- control ------------------------------------------------------------
 
@@ -112,7 +114,7 @@ class BookListener(SqsListener):
                 for bucket in s.all_buckets:
                     store.check_versioning(bucket)
             except AwsFault as fault:
-                self.dependencies.report(fault)
+                self.dependencies.report(fault, owner=self)
                 self._tick()
                 self._wait(backoff.next())
             else:
@@ -168,12 +170,14 @@ class BookListener(SqsListener):
             log.info("Listener %s: stopped", os.getpid())
 
     def _tick(self) -> None:
-        # Housekeeping (the status file, the owner check) must never wedge the listener:
-        # its failure is logged once, then again only after it worked in between.
-        if self._on_tick is None:
-            return
+        # Housekeeping (the status file, the owner check, the queue gauges) must never
+        # wedge the listener: its failure is logged once, then again only after it
+        # worked in between.
         try:
-            self._on_tick(self)
+            if self._on_tick is not None:
+                self._on_tick(self)
+            if self.connected:
+                self._gauges.refresh(self)
         except Exception:  # logged top-level housekeeping; the listener goes on
             if not self._tick_failed:
                 log.exception("Listener %s: housekeeping failed; going on", os.getpid())
@@ -183,6 +187,7 @@ class BookListener(SqsListener):
 
     def _receive_loop(self) -> None:
         backoff = Backoff()
+        me = object()  # the owner of this loop's receive problems: it retries until one works
         while not self._stop.is_set():
             self.alive_at = time.time()
             if self.dependencies.blocked(ignoring=[RECEIVING]):
@@ -195,14 +200,18 @@ class BookListener(SqsListener):
                     visibility_timeout=self.settings.visibility_timeout,
                 )
             except AwsFault as fault:
-                self.retry.judge(fault, probe=self._input.probe, budget=None, message_id=None)
+                self.retry.judge(
+                    fault, probe=self._input.probe, budget=None, message_id=None, owner=me
+                )
                 self._wait(backoff.next())
                 continue
             backoff = Backoff()
             self.retry.succeeded(*RECEIVING)
             self.last_poll_at = time.time()
+            metrics.LAST_POLL.set(self.last_poll_at)
             if not messages:
                 continue
+            self._gauges.received(messages)
             if self._stop.is_set():
                 self._hand_back(messages)
                 break
@@ -218,7 +227,7 @@ class BookListener(SqsListener):
         # (or one waiting out an outage) is never handed to a second consumer. Only an
         # extension that worked moves a message's deadline. Runs until receivers end.
         while not self._receivers_done.wait(1.0):
-            self.inflight.beat(self._input, self.dependencies)
+            self.inflight.beat(self._input)
 
     def _hand_back(self, messages: list[Any]) -> None:
         try:
@@ -239,6 +248,64 @@ class BookListener(SqsListener):
         the rules of a message's whole life are bookd.processing's.
         """
         return parse_book(body, self.settings.buckets)
+
+
+class QueueGauges:
+    """The queue depth and oldest-message gauges, read at most every QUEUE_REFRESH_SECONDS."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._received_sent_at: float | None = None
+        self._age = 0.0
+        self._age_at = time.time()
+
+    def received(self, messages: list[Message]) -> None:
+        """Note what a receive returned: the oldest of it is the oldest waiting, then."""
+        oldest = min((m.sent_at for m in messages if m.sent_at), default=None)
+        if oldest is None:
+            return
+        with self._lock:
+            if self._received_sent_at is None or oldest < self._received_sent_at:
+                self._received_sent_at = oldest
+
+    def refresh(self, listener: BookListener) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + metrics.QUEUE_REFRESH_SECONDS
+        waiting = 0
+        for label, queue in (
+            ("input", listener._input),
+            ("output", listener._output),
+            ("dead-letter", listener._dead_letters),
+        ):
+            counts = queue.attributes(
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"
+            )
+            visible = int(counts["ApproximateNumberOfMessages"])
+            in_flight = int(counts["ApproximateNumberOfMessagesNotVisible"])
+            metrics.QUEUE_MESSAGES.labels(queue=label, state="visible").set(visible)
+            metrics.QUEUE_MESSAGES.labels(queue=label, state="in_flight").set(in_flight)
+            if label == "input":
+                waiting = visible + in_flight
+        metrics.OLDEST_AGE.labels(queue="input").set(self._oldest_age(listener, waiting))
+
+    def _oldest_age(self, listener: BookListener, waiting: int) -> float:
+        wall = time.time()
+        with self._lock:
+            received, self._received_sent_at = self._received_sent_at, None
+        candidates = [t for t in (received, listener.inflight.oldest_sent_at()) if t]
+        if waiting == 0:
+            age = 0.0
+        elif candidates:
+            age = wall - min(candidates)
+        else:
+            # Nothing received or held, yet messages wait: they have waited at least as
+            # long as before, and all the time since.
+            age = self._age + (wall - self._age_at)
+        self._age, self._age_at = max(age, 0.0), wall
+        return self._age
 
 
 def install_stop_signals(listener: BookListener) -> None:

@@ -8,7 +8,9 @@ values live in this process's default registry.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,7 +35,7 @@ FAILED = Counter(
 )
 RETRIED = Counter(
     "bookd_messages_retried",
-    "Input messages left for redelivery after a transient failure, by reason.",
+    "Failed S3 or SQS calls the listener retries, by service and kind of failure.",
     ["reason"],
 )
 PROCESSING_SECONDS = Histogram(
@@ -60,7 +62,48 @@ LISTENER_UP = Gauge(
     multiprocess_mode="livesum",
 )
 
+LAST_POLL = Gauge(
+    "bookd_listener_last_poll_timestamp_seconds",
+    "Unix time of the listener's last completed receive.",
+    multiprocess_mode="livemax",
+)
+QUEUE_MESSAGES = Gauge(
+    "bookd_queue_messages",
+    "Approximate messages in bookd's queues, visible or in flight (read every "
+    "QUEUE_REFRESH_SECONDS by the listener).",
+    ["queue", "state"],
+    multiprocess_mode="livemax",
+)
+OLDEST_AGE = Gauge(
+    "bookd_queue_oldest_message_age_seconds",
+    "Age of the oldest message waiting in the input queue, as the listener sees it: its "
+    "oldest message held or last received, growing while the queue is not empty and "
+    "nothing is received; 0 when the queue is empty.",
+    ["queue"],
+    multiprocess_mode="livemax",
+)
+AWS_SECONDS = Histogram(
+    "bookd_aws_request_duration_seconds",
+    "Seconds of each S3 or SQS call, botocore's own retries included.",
+    ["service", "operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25),
+)
+AWS_ERRORS = Counter(
+    "bookd_aws_request_errors",
+    "S3 or SQS calls that failed, by AWS error code (or the connection error's name).",
+    ["service", "operation", "code"],
+)
+BUILD_INFO = Gauge(
+    "bookd_build_info",
+    "Always 1; the labels say which bookd and Python run.",
+    ["version", "python"],
+    multiprocess_mode="max",
+)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+QUEUE_REFRESH_SECONDS = 15.0
+"""How often the listener reads its queues' depths for the gauges: three calls each time."""
 
 SERVICES = ("s3", "sqs")
 
@@ -77,6 +120,14 @@ def init_labels() -> None:
         for kind in FaultKind:
             if kind is not FaultKind.REJECTED:
                 RETRIED.labels(reason=f"{service}-{kind.value}")
+    BUILD_INFO.labels(version=_version(), python=platform.python_version()).set(1)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("bookd")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _multiprocess_dir() -> str | None:

@@ -221,6 +221,13 @@ class Processor:
     def _announce(self, ready: list[Work]) -> None:
         pending = list(ready)
         backoff = Backoff()
+        me = object()
+        try:
+            self._announce_all(pending, backoff, me)
+        finally:
+            self.retry.dependencies.release(me)
+
+    def _announce_all(self, pending: list[Work], backoff: Backoff, me: object) -> None:
         while pending:
             head = pending[0]
             if self.inflight.lapsed(head.message):
@@ -245,6 +252,7 @@ class Processor:
                 probe=self.output.probe,
                 budget=head.budget,
                 message_id=head.message.message_id,
+                owner=me,
             )
             if verdict is Verdict.RETRY:
                 self.retry.pause(backoff)
@@ -269,6 +277,7 @@ class Processor:
                 pending[first].message.message_id,
                 len(overtaken),
                 pending[first].message.group_id,
+                extra=_about([w.message for w in pending[first:]]),
             )
 
     def _announcement(self, w: Work) -> Outgoing:
@@ -307,6 +316,7 @@ class Processor:
             m.message_id,
             reason,
             detail,
+            extra={**_about([m]), "reason": reason},
         )
 
         def send() -> None:
@@ -332,6 +342,7 @@ class Processor:
                 m.message_id,
                 exc.fault,
                 self.input.name,
+                extra={**_about([m]), "reason": reason},
             )
             return
         w.dead_letter = reason
@@ -342,20 +353,24 @@ class Processor:
     def _finish(self, items: list[Work], stopped: Abandoned | None) -> None:
         done = [w for w in items if w.finished]
         rest = [w for w in items if not w.finished]
+        deleted: list[Work] = []
         try:
             if done:
-                self._delete(done)
+                deleted = self._delete(done)
         finally:
             if rest and stopped is not None and stopped.hand_back:
                 self._hand_back([self.inflight.current(w.message) for w in rest])
             self.inflight.release(w.message for w in items)
+        # Counted once, by whoever deletes it: a message left for redelivery is
+        # counted when its redelivery is deleted (and found already done).
         now = self._clock()
-        for w in done:
+        for w in deleted:
             metrics.PROCESSING_SECONDS.observe(now - w.received)
             self._log_outcome(w, now - w.received)
-        metrics.PROCESSED.inc(len(done))
+        metrics.PROCESSED.inc(len(deleted))
 
-    def _delete(self, done: list[Work]) -> None:
+    def _delete(self, done: list[Work]) -> list[Work]:
+        """Delete finished messages; return those deleted (the rest SQS redelivers)."""
         pending = list(done)
         backoff = Backoff()
         for _ in range(DELETE_TRIES):
@@ -370,8 +385,13 @@ class Processor:
                     abandon=lambda first=first: self.inflight.lapsed(first),
                 )
             except (Abandoned, GaveUp) as exc:
-                log.warning("Listener %s: delete not done (%s); SQS redelivers", os.getpid(), exc)
-                return
+                log.warning(
+                    "Listener %s: delete not done (%s); SQS redelivers",
+                    os.getpid(),
+                    exc,
+                    extra=_about(messages),
+                )
+                break
             # An invalid handle means the message went to someone else, who will find it done.
             pending = [
                 w
@@ -380,21 +400,31 @@ class Processor:
                 and failed[w.message.message_id].code != "ReceiptHandleIsInvalid"
             ]
             if not pending:
-                return
+                break
             try:
                 self.retry.pause(backoff)
             except Abandoned:
-                return
-        log.warning(
-            "Listener %s: %d messages not deleted; SQS redelivers them", os.getpid(), len(pending)
-        )
+                break
+        if pending:
+            log.warning(
+                "Listener %s: %d finished messages not deleted; SQS redelivers them and their "
+                "redelivery finds them done",
+                os.getpid(),
+                len(pending),
+                extra=_about([w.message for w in pending]),
+            )
+        return [w for w in done if w not in pending]
 
     def _hand_back(self, messages: list[Message]) -> None:
         try:
             self.input.change_visibility(messages, 0)
         except AwsFault as exc:
             log.warning(
-                "Listener %s: could not hand back %d messages: %s", os.getpid(), len(messages), exc
+                "Listener %s: could not hand back %d messages: %s",
+                os.getpid(),
+                len(messages),
+                exc,
+                extra=_about(messages),
             )
 
     def _remember(self, message_id: str) -> None:
@@ -424,6 +454,16 @@ class Processor:
             seconds,
             extra=fields,
         )
+
+
+def _about(messages: Sequence[Message]) -> dict[str, object]:
+    """Log fields naming the messages a line is about (JSON keys with BOOKD_LOG_FORMAT=json)."""
+    if len(messages) == 1:
+        return {"message_id": messages[0].message_id, "group_id": messages[0].group_id}
+    return {
+        "message_ids": [m.message_id for m in messages],
+        "group_ids": sorted({m.group_id for m in messages}),
+    }
 
 
 def _ready(items: list[Work]) -> list[Work]:

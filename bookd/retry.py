@@ -145,26 +145,36 @@ class Retry:
         probe: Callable[[], None],
         budget: Budget | None,
         message_id: str | None,
+        owner: object,
     ) -> Verdict:
-        """Decide what a failure means, opening the service's problem when it is not ours."""
-        verdict = self._verdict(fault, probe, budget, message_id)
+        """Decide what a failure means, opening the service's problem when it is not ours.
+
+        ``owner`` is whoever retries the call: the problem lasts while an owner does
+        (Dependencies.release).
+        """
+        verdict = self._verdict(fault, probe, budget, message_id, owner)
         if verdict is Verdict.RETRY:
             metrics.RETRIED.labels(reason=f"{fault.service}-{fault.kind.value}").inc()
         return verdict
 
     def _verdict(
-        self, fault: AwsFault, probe: Callable[[], None], budget: Budget | None, message: str | None
+        self,
+        fault: AwsFault,
+        probe: Callable[[], None],
+        budget: Budget | None,
+        message: str | None,
+        owner: object,
     ) -> Verdict:
         if fault.kind is FaultKind.REJECTED:
             if not self._rejection_streak(fault, message):
                 return Verdict.REFUSED
-            self.dependencies.report(fault, kind=FaultKind.MISCONFIGURED)
+            self.dependencies.report(fault, owner=owner, kind=FaultKind.MISCONFIGURED)
             return Verdict.RETRY
         if fault.kind is not FaultKind.UNAVAILABLE:
-            self.dependencies.report(fault)
+            self.dependencies.report(fault, owner=owner)
             return Verdict.RETRY
         if self.dependencies.is_open(fault.service) or not self._answers(probe):
-            self.dependencies.report(fault)  # an outage: not the message's fault
+            self.dependencies.report(fault, owner=owner)  # an outage: not the message's fault
             return Verdict.RETRY
         if budget is not None:
             now = self._clock()
@@ -199,24 +209,30 @@ class Retry:
         """
         backoff = Backoff()
         failed = {operation}
-        while True:
-            if abandon():
-                raise Abandoned(hand_back=False)
-            try:
-                result = call()
-            except AwsFault as fault:
-                verdict = self.judge(fault, probe=probe, budget=budget, message_id=message_id)
-                if verdict is not Verdict.RETRY:
-                    raise GaveUp(verdict, fault) from fault
-                failed.add(fault.operation)
-                if before_waiting is not None:
-                    before_waiting()
-                    before_waiting = None
-                self.pause(backoff)
-            else:
-                for name in failed:  # each call this try made worked
-                    self.succeeded(service, name)
-                return result
+        owner = object()
+        try:
+            while True:
+                if abandon():
+                    raise Abandoned(hand_back=False)
+                try:
+                    result = call()
+                except AwsFault as fault:
+                    verdict = self.judge(
+                        fault, probe=probe, budget=budget, message_id=message_id, owner=owner
+                    )
+                    if verdict is not Verdict.RETRY:
+                        raise GaveUp(verdict, fault) from fault
+                    failed.add(fault.operation)
+                    if before_waiting is not None:
+                        before_waiting()
+                        before_waiting = None
+                    self.pause(backoff)
+                else:
+                    for name in failed:  # each call this try made worked
+                        self.succeeded(service, name)
+                    return result
+        finally:
+            self.dependencies.release(owner)
 
     def pause(self, backoff: Backoff) -> None:
         """Wait the backoff's next delay; Abandoned(hand_back=True) if the listener stops."""

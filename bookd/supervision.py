@@ -104,6 +104,8 @@ def flock(path: Path, *, timeout: float = 0.0, shared: bool = False) -> Iterator
 
 def lock_is_held(state: StateDir) -> bool:
     """Whether a listener holds the lock now."""
+    if not state.path.is_dir():
+        return False  # no listener ever ran with this state directory
     with flock(state.lock, shared=True) as free:
         return not free
 

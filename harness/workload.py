@@ -62,11 +62,15 @@ class Workload:
         return groups
 
 
-def make_workload(count: int, groups: int, *, seed: int = 4) -> Workload:
-    """The same ``count`` valid books for every contender: about 400 bytes each."""
-    rng = random.Random(seed)
+def make_workload(count: int, groups: int, *, seed: int = 4, first: int = 0) -> Workload:
+    """The same ``count`` valid books for every contender: about 400 bytes each.
+
+    Books are numbered from ``first``, so a second workload for the same queues
+    (a later phase of a run) has ids and titles of its own.
+    """
+    rng = random.Random(seed + first)
     books = []
-    for n in range(count):
+    for n in range(first, first + count):
         title = f"{'-'.join(rng.sample(WORDS, 3))}-{n:05d}"
         genre = ("scifi", "romance")[n % 2]
         data: dict[str, Any] = {

@@ -16,32 +16,11 @@ import requests
 from bookd import health
 from harness.proxy import Proxy
 from harness.resources import Queues
-from harness.stack import Stack
 from harness.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
 BOOK = {"author": "A. Writer", "year": "1999", "summary": "...", "genre": "scifi"}
-
-
-@pytest.fixture
-def stack_settings(settings):
-    return settings.replace(wait_time=2, visibility_timeout=10)
-
-
-@pytest.fixture
-def make_stack(stack_settings, tmp_path):
-    stacks: list[Stack] = []
-
-    def make(settings=None, **env: str) -> Stack:
-        stack = Stack(settings or stack_settings, tmp_path / f"stack{len(stacks)}", **env)
-        stack.tmp.mkdir()
-        stacks.append(stack)
-        return stack.start()
-
-    yield make
-    for stack in stacks:
-        stack.cleanup()
 
 
 def send_books(queues: Queues, prefix: str, count: int, *, groups: int = 5) -> list[str]:

@@ -1,17 +1,72 @@
-"""The `bookd` command against the real LocalStack."""
+"""The `bookd` command, each subcommand against the real LocalStack."""
 
 from __future__ import annotations
 
 import json
+import threading
 
+import pytest
 from click.testing import CliRunner
 
-from bookd.cli import main
+from bookd.aws import make_client
+from bookd.cli import EXIT_DOWN, EXIT_LOCKED, main
+from bookd.listener import BookListener
+from bookd.supervision import StateDir, StatusReporter, hold_listener_lock
+from harness.waiting import wait_for
+
+BOOK = {"id": "1", "title": "t", "author": "A", "year": "1999", "genre": "scifi"}
 
 
-def bookd(settings, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args), env=settings.to_env(), catch_exceptions=False)
-    return result.exit_code, result.output
+def bookd(settings, *args: str, stdin: str | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        main, list(args), env=settings.to_env(), input=stdin, catch_exceptions=False
+    )
+    return result.exit_code, result.stdout
+
+
+@pytest.fixture
+def state_settings(settings, tmp_path):
+    return settings.replace(state_dir=tmp_path / "state")
+
+
+def test_every_subcommand_has_help_and_there_is_a_version(settings):
+    code, out = bookd(settings, "--version")
+    assert code == 0 and out.startswith("bookd, version ")
+    for command in (
+        ["provision"],
+        ["listen"],
+        ["send"],
+        ["peek"],
+        ["status"],
+        ["settings"],
+        ["dlq"],
+        ["dlq", "list"],
+        ["dlq", "redrive"],
+    ):
+        code, out = bookd(settings, *command, "-h")
+        assert code == 0 and "Usage: " in out, command
+
+
+def test_help_lists_every_setting_from_its_one_declaration(settings):
+    from bookd.config import describe
+
+    code, out = bookd(settings, "--help")
+    assert code == 0
+    assert all(env in out for env, _, _ in describe())
+    code, out = bookd(settings, "settings", "--markdown")
+    assert code == 0 and out.startswith("| variable | default | meaning |")
+
+
+def test_provision_creates_what_the_settings_name(base_settings):
+    from harness.resources import remove_resources, unique_settings
+
+    fresh = unique_settings(base_settings)
+    try:
+        code, out = bookd(fresh, "provision")
+        assert code == 0, out
+        assert fresh.input_queue in out and fresh.buckets["scifi"] in out
+    finally:
+        remove_resources(fresh)
 
 
 def test_peek_input_shows_counts_and_never_costs_a_message_a_delivery(settings, queues):
@@ -24,8 +79,118 @@ def test_peek_input_shows_counts_and_never_costs_a_message_a_delivery(settings, 
     assert message["Attributes"]["ApproximateReceiveCount"] == "1", "peeking received nothing"
 
 
-def test_settings_lists_every_setting_and_prints_the_readme_table(settings):
-    code, out = bookd(settings, "settings", "--markdown")
-    assert code == 0 and out.startswith("| variable | default | meaning |")
-    code, out = bookd(settings, "--help")
-    assert "BOOKD_RETRY_FOR" in out and "BOOKD_CONTROL_TOKEN_FILE" in out
+def test_peek_output_shows_and_leaves_announcements(settings, queues, start_listener):
+    queues.send(BOOK)
+    start_listener()
+    assert wait_for(lambda: queues.depth(settings.output_queue) == 1, timeout=20)
+    code, out = bookd(settings, "peek", "output")
+    assert code == 0 and json.loads(json.loads(out)["body"])["file"] == "t.json"
+    assert queues.depth(settings.output_queue) == 1, "left for the next reader"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "count"),
+    [
+        ("one.json", json.dumps(BOOK), 1),
+        ("many.json", json.dumps([{**BOOK, "id": str(n)} for n in range(3)]), 3),
+        ("lines.jsonl", "\n".join(json.dumps({**BOOK, "id": str(n)}) for n in range(4)), 4),
+        ("table.csv", "id,title,genre,year\n1,One,scifi,1999\n2,Two,romance,2001\n", 2),
+    ],
+)
+def test_send_reads_json_json_lines_and_csv(settings, queues, tmp_path, name, text, count):
+    path = tmp_path / name
+    path.write_text(text)
+    code, out = bookd(settings, "send", str(path))
+    assert code == 0, out
+    assert f"sent {count} of {count} books" in out
+    got = queues.collect(settings.input_queue, count, timeout=10)
+    assert len(got) == count
+    bodies = [json.loads(m["Body"]) for m in got]
+    assert all(b["genre"] in ("scifi", "romance") for b in bodies)
+    if name.endswith(".csv"):
+        assert bodies[0] == {"id": "1", "title": "One", "genre": "scifi", "year": "1999"}
+
+
+def test_send_takes_standard_input_as_it_is_and_groups_by_a_field(settings, queues):
+    code, out = bookd(settings, "send", "-", stdin="not json\n")
+    assert code == 0 and "sent 1 of 1" in out
+    [raw] = queues.collect(settings.input_queue, 1, timeout=10)
+    assert raw["Body"] == "not json\n", "byte for byte: the listener dead-letters it"
+    lines = "\n".join(json.dumps({**BOOK, "id": str(n), "author": f"A{n % 2}"}) for n in range(4))
+    code, out = bookd(
+        settings, "send", "--group-by", "author", "--format", "jsonl", "-", stdin=lines
+    )
+    assert code == 0 and "in 2 groups" in out
+    got = queues.collect(settings.input_queue, 4, timeout=10)
+    assert {m["Attributes"]["MessageGroupId"] for m in got} == {"A0", "A1"}
+
+
+def test_status_exits_4_when_the_listener_is_down_and_0_when_all_is_up(state_settings, queues):
+    code, out = bookd(state_settings, "status")
+    assert code == EXIT_DOWN and "down: listener" in out
+    state = StateDir(state_settings.state_dir)
+    state.path.mkdir(parents=True)
+    with hold_listener_lock(state, timeout=1):
+        listener = BookListener(
+            state_settings, on_tick=StatusReporter(state_settings, owner_pid=None)
+        )
+        thread = threading.Thread(target=listener.listen, daemon=True)
+        thread.start()
+        try:
+            assert wait_for(lambda: bookd(state_settings, "status")[0] == 0, timeout=20)
+            code, out = bookd(state_settings, "status", "--json")
+            data = json.loads(out)
+            assert data["listener"]["state"] == "running"
+            assert data["queues"]["input"]["name"] == state_settings.input_queue
+            assert data["down"] == []
+        finally:
+            listener.stop()
+            thread.join(timeout=15)
+
+
+def test_listen_exits_3_when_another_listener_holds_the_lock(state_settings):
+    state = StateDir(state_settings.state_dir)
+    state.path.mkdir(parents=True)
+    with hold_listener_lock(state, timeout=1):
+        result = CliRunner().invoke(main, ["listen"], env=state_settings.to_env())
+    assert result.exit_code == EXIT_LOCKED
+
+
+def test_a_dead_letter_is_listed_then_redriven_into_s3(settings, queues, start_listener):
+    # Given a book dead-lettered because its genre had no bucket yet,
+    fantasy = {**BOOK, "id": "dragon", "title": "Dragons", "genre": "fantasy"}
+    message_id = queues.send(fantasy, group="epic")
+    listener = start_listener()
+    [letter] = queues.dead_letters(1, timeout=20)
+    # (collect deleted it; put it back as it was, as the listener had left it)
+    dlq = make_client(settings, "sqs")
+    dlq.send_message(
+        QueueUrl=queues.urls[settings.dead_letter_queue],
+        MessageBody=letter["Body"],
+        MessageGroupId="epic",
+        MessageDeduplicationId="again",
+        MessageAttributes=letter["MessageAttributes"],
+    )
+    listener.stop()
+    # when an operator lists the dead letters,
+    code, out = bookd(settings, "dlq", "list", "--json")
+    [listed] = [json.loads(line) for line in out.splitlines()]
+    assert (listed["reason"], listed["group"]) == ("unknown-genre", "epic")
+    assert "fantasy" in listed["detail"] and listed["age_seconds"] >= 0
+    assert queues.depth(settings.dead_letter_queue) == 1, "listing leaves it there"
+    # fixes the configuration (a bucket for the genre) and redrives,
+    fixed = settings.replace(buckets={**settings.buckets, "fantasy": settings.buckets["scifi"]})
+    code, out = bookd(fixed, "dlq", "redrive", "--dry-run")
+    assert code == 0 and "would move 1" in out
+    code, out = bookd(fixed, "dlq", "redrive", "--reason", "unknown-genre")
+    assert code == 0 and "moved 1 dead letters" in out
+    assert queues.depth(settings.dead_letter_queue) == 0
+    # then the book is stored in S3 and announced, in its group, body unchanged.
+    start_listener(fixed)
+    [output] = queues.collect(settings.output_queue, 1, timeout=30)
+    assert output["Attributes"]["MessageGroupId"] == "epic"
+    announced = json.loads(output["Body"])
+    assert announced["id"] == "dragon" and announced["message_id"] != message_id
+    s3 = make_client(settings, "s3")
+    stored = s3.get_object(Bucket=announced["bucket"], Key=announced["file"])["Body"].read()
+    assert stored.decode() == json.dumps(fantasy)

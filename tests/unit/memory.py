@@ -312,7 +312,7 @@ class Harness:
         self.dependencies = Dependencies()
         self.inflight = Inflight(self.settings.visibility_timeout, clock=self.clock)
         self.retry = Retry(self.dependencies, wait=self.clock.wait, clock=self.clock)
-        self.clock.every_second.append(lambda: self.inflight.beat(self.input, self.dependencies))
+        self.clock.every_second.append(lambda: self.inflight.beat(self.input))
         self.processor = Processor(
             self.settings,
             input=self.input,

@@ -27,9 +27,9 @@ DEV_LOCK = ROOT / "requirements-dev.txt"
 MAKEFILE = ROOT / "Makefile"
 LOCKS = {RUNTIME_LOCK: RUNTIME_IN, DEV_LOCK: DEV_IN}
 
-OWN_PACKAGES = {"bookd", "bench", "tests", "harness"}
+OWN_PACKAGES = {"bookd", "bench", "tests", "harness", "faults"}
 RUNTIME_SOURCES = [ROOT / "bookd", ROOT / "gunicorn_conf.py"]
-ALL_SOURCES = [*RUNTIME_SOURCES, ROOT / "bench", ROOT / "tests"]
+ALL_SOURCES = [*RUNTIME_SOURCES, ROOT / "bench", ROOT / "harness", ROOT / "faults", ROOT / "tests"]
 
 PIN = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)(\s*;\s*[^\\]+)?")
 HASH = re.compile(r"--hash=sha256:[0-9a-f]{64}")

@@ -2,47 +2,44 @@
 
 from __future__ import annotations
 
-from bookd.dependencies import Dependencies
 from bookd.inflight import Inflight
 from tests.unit.memory import FakeClock, MemoryQueue
 
 
-def held(visibility: int = 30) -> tuple[FakeClock, MemoryQueue, Inflight, Dependencies]:
+def held(visibility: int = 30) -> tuple[FakeClock, MemoryQueue, Inflight]:
     clock = FakeClock()
     queue = MemoryQueue("in.fifo", clock)
-    return clock, queue, Inflight(visibility, clock=clock), Dependencies()
+    return clock, queue, Inflight(visibility, clock=clock)
 
 
 def test_a_failed_extension_is_not_counted_as_done():
-    clock, queue, inflight, dependencies = held()
+    clock, queue, inflight = held()
     queue.put("{}")
     [m] = queue.receive(wait_time=0, visibility_timeout=30)
     inflight.admit([m])
     clock.advance(20)
     queue.fail("ChangeMessageVisibilityBatch")
-    inflight.beat(queue, dependencies)
-    assert dependencies.snapshot()["sqs"]["state"] == "down"
+    inflight.beat(queue)
     clock.advance(9)
     assert inflight.lapsed(m), "its deadline stayed where SQS has it"
     assert inflight.due() == [], "a lapsed hold is never revived"
 
 
-def test_an_extension_that_worked_moves_the_deadline_and_clears_the_problem():
-    clock, queue, inflight, dependencies = held()
+def test_an_extension_that_worked_after_one_that_failed_moves_the_deadline():
+    clock, queue, inflight = held()
     queue.put("{}")
     [m] = queue.receive(wait_time=0, visibility_timeout=30)
     inflight.admit([m])
     queue.fail("ChangeMessageVisibilityBatch", times=1)
     clock.advance(20)
-    inflight.beat(queue, dependencies)
-    inflight.beat(queue, dependencies)
-    assert dependencies.snapshot()["sqs"] == {"state": "ok"}
+    inflight.beat(queue)
+    inflight.beat(queue)
     clock.advance(25)
     assert not inflight.lapsed(m)
 
 
 def test_a_message_finished_while_its_extension_was_out_is_never_extended_again():
-    clock, queue, inflight, dependencies = held()
+    clock, queue, inflight = held()
     queue.put("{}")
     [m] = queue.receive(wait_time=0, visibility_timeout=30)
     inflight.admit([m])
@@ -55,7 +52,7 @@ def test_a_message_finished_while_its_extension_was_out_is_never_extended_again(
 
 
 def test_an_extension_with_an_old_handle_does_not_move_a_newer_hold():
-    clock, queue, inflight, _ = held()
+    clock, queue, inflight = held()
     queue.put("{}")
     [m] = queue.receive(wait_time=0, visibility_timeout=30)
     inflight.admit([m])
@@ -68,7 +65,7 @@ def test_an_extension_with_an_old_handle_does_not_move_a_newer_hold():
 
 
 def test_later_messages_of_a_group_still_held_are_handed_back_not_worked():
-    clock, queue, inflight, _ = held()
+    clock, queue, inflight = held()
     for n in range(2):
         queue.put(str(n), group="g")
     first = queue.receive(wait_time=0, visibility_timeout=30)

@@ -43,7 +43,7 @@ def judge(code: str, *, probe_works: bool, budget: Budget | None = None):
         if not probe_works:
             raise fault("ServiceUnavailable")
 
-    verdict = retry.judge(fault(code), probe=probe, budget=budget, message_id="m")
+    verdict = retry.judge(fault(code), probe=probe, budget=budget, message_id="m", owner=retry)
     return verdict, dependencies
 
 

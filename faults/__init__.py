@@ -1,0 +1,1 @@
+"""`make faults`: the fault suite (see faults/run.py)."""

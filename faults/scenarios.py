@@ -1,0 +1,313 @@
+"""The fault scenarios: each sends a known set of books, breaks something, lets bookd
+recover by itself, then audits every book (harness.audit).
+
+Every scenario runs the real stack (supervisord, Gunicorn, the listener) against the
+real LocalStack, through harness.proxy when it injects faults by service. A
+scenario returns the seconds bookd took to finish every book once the fault ended
+(its recovery time), or None where no fault ends.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bookd.config import Settings
+from bookd.provision import provision
+from bookd.supervision import STABLE_SECONDS
+from harness.audit import Outcome, audit
+from harness.localstack import PrivateLocalStack
+from harness.procfs import started_at
+from harness.proxy import Fault, Proxy
+from harness.resources import queue_depth, remove_resources, unique_settings
+from harness.stack import Stack
+from harness.waiting import wait_for
+from harness.workload import Book, Workload, make_workload, preload
+
+VISIBILITY = 10
+"""Seconds of visibility in every scenario: short, so a killed listener's messages
+come back soon; the heartbeat extends them while they are worked on."""
+
+WAIT_TIME = 2
+"""Seconds of each long poll: a stack stops within that."""
+
+MAX_CALLS_PER_SECOND_DOWN = 20.0
+"""More calls than this to a service that is down is a hot loop: bookd must back off."""
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big and how long each scenario is: the full suite, or make test's small one."""
+
+    books: int
+    groups: int
+    kills: int
+    outage: float
+    """Seconds S3 or SQS stay down."""
+    slow_for: float
+    slowness: float
+    """Seconds S3 stalls each request while it is slow."""
+    done_within: float
+    """Seconds after the fault ends by which every book must be finished."""
+
+
+FULL = Size(books=600, groups=20, kills=20, outage=120, slow_for=60, slowness=3, done_within=240)
+SMALL = Size(books=120, groups=10, kills=3, outage=20, slow_for=12, slowness=1.5, done_within=120)
+
+
+@dataclass
+class Result:
+    """One scenario's tally and recovery time."""
+
+    scenario: str
+    outcome: Outcome
+    recovery_seconds: float | None
+    notes: list[str]
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome.passed and not self.failures
+
+
+class Run:
+    """One scenario's resources: fresh queues and buckets, stacks, a proxy; cleaned up after."""
+
+    def __init__(self, base: Settings, work: Path, size: Size) -> None:
+        self.base = base
+        self.work = work
+        self.size = size
+        self.settings = unique_settings(base, visibility_timeout=VISIBILITY, wait_time=WAIT_TIME)
+        self.stacks: list[Stack] = []
+        self.proxies: list[Proxy] = []
+        self.localstacks: list[PrivateLocalStack] = []
+        self.notes: list[str] = []
+        self.failures: list[str] = []
+        """What went wrong beyond the audit's counts (a slow stop, a process left over)."""
+        self.sent: list[Book] = []
+
+    def __enter__(self) -> Run:
+        provision(self.settings)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for stack in self.stacks:
+            stack.cleanup()
+        for proxy in self.proxies:
+            proxy.stop()
+        remove_resources(self.settings)
+        for localstack in self.localstacks:
+            localstack.stop()
+
+    def private_localstack(self) -> PrivateLocalStack:
+        """A LocalStack of this scenario's own, which it may restart; the queues move there."""
+        localstack = PrivateLocalStack(self.work / "localstack").start()
+        self.localstacks.append(localstack)
+        self.settings = self.settings.replace(endpoint_url=localstack.endpoint)
+        provision(self.settings)
+        return localstack
+
+    def proxy(self) -> Proxy:
+        host, port = self.settings.endpoint_url.rsplit("//", 1)[1].split(":")
+        proxy = Proxy((host, int(port))).start()
+        self.proxies.append(proxy)
+        return proxy
+
+    def stack(self, *, endpoint: str | None = None) -> Stack:
+        settings = self.settings.replace(endpoint_url=endpoint or self.settings.endpoint_url)
+        tmp = self.work / f"stack{len(self.stacks)}"
+        tmp.mkdir(parents=True)
+        stack = Stack(settings, tmp)
+        self.stacks.append(stack)
+        return stack.start()
+
+    def send(self, count: int | None = None) -> Workload:
+        workload = make_workload(
+            count or self.size.books, self.size.groups, first=len(self.sent), seed=7
+        )
+        preload(self.settings, workload)
+        self.sent += workload.books
+        return workload
+
+    def remaining(self) -> int:
+        """Messages left in the input queue, visible or in flight."""
+        from bookd.aws import make_client
+
+        sqs = make_client(self.settings, "sqs")
+        return queue_depth(sqs, sqs.get_queue_url(QueueName=self.settings.input_queue)["QueueUrl"])
+
+    def wait_done(self, *, timeout: float) -> float:
+        """Wait until the input queue is empty; return when that was seen (monotonic)."""
+        if not wait_for(lambda: self.remaining() == 0, timeout=timeout, interval=0.5):
+            self.notes.append(f"the input queue was not empty after {timeout:.0f} s")
+        return time.monotonic()
+
+    def wait_progress(self, fraction: float, *, timeout: float = 60) -> None:
+        """Wait until ``fraction`` of what was sent has left the input queue."""
+        target = len(self.sent) * (1 - fraction)
+        wait_for(lambda: self.remaining() <= target, timeout=timeout, interval=0.2)
+
+    def finish(self) -> Outcome:
+        """Stop every stack (so nothing more is sent), then audit what was sent."""
+        for stack in self.stacks:
+            if stack.supervisord is not None and stack.supervisord.poll() is None:
+                stack.terminate()
+        return audit(self.settings, self.sent)
+
+
+# --- the scenarios -----------------------------------------------------------------
+
+
+def kill_listener(run: Run) -> float | None:
+    """``kills`` × kill -9 of the listener, at random moments of its work, while books flow.
+
+    Each listener is killed once it has lived STABLE_SECONDS: the supervision restarts
+    one that dies sooner only after a growing delay (a crash loop), which is another test.
+    """
+    run.send()
+    stack = run.stack()
+    rng = random.Random(20)
+    last_kill = time.monotonic()
+    kills = 0
+    for _ in range(run.size.kills):
+        pid = wait_for(lambda: _running_listener(stack), timeout=30)
+        if not pid:
+            run.failures.append(f"no listener came back after kill {kills}")
+            break
+        if run.remaining() < len(run.sent) // 5:
+            run.send(run.size.books // 2)  # keep it busy until every kill has landed
+        lived = time.time() - started_at(pid)
+        time.sleep(max(0.0, STABLE_SECONDS - lived) + rng.uniform(0.1, 1.5))
+        os.kill(pid, signal.SIGKILL)
+        kills += 1
+        last_kill = time.monotonic()
+    run.notes.append(f"{kills} kills of the listener, each at a random moment of its work")
+    return run.wait_done(timeout=run.size.done_within) - last_kill
+
+
+def _running_listener(stack: Stack) -> int | None:
+    pids = stack.processes(kind="listener")
+    if len(pids) == 1 and stack.listener_state() == "running":
+        return pids[0]
+    return None
+
+
+def kill_master(run: Run) -> float | None:
+    """kill -9 of the Gunicorn master halfway through."""
+    run.send()
+    stack = run.stack()
+    run.wait_progress(0.05)
+    os.kill(stack.master_pid(), signal.SIGKILL)
+    killed = time.monotonic()
+    return run.wait_done(timeout=run.size.done_within) - killed
+
+
+def _outage(service: str) -> Callable[[Run], float | None]:
+    def scenario(run: Run) -> float | None:
+        run.send()
+        proxy = run.proxy()
+        run.stack(endpoint=proxy.url)
+        run.wait_progress(0.05)  # books in flight when it fails,
+        proxy.inject(Fault("unavailable", service=service))
+        time.sleep(run.size.outage / 2)
+        run.send(run.size.books // 2)  # and more arriving while it is down
+        time.sleep(run.size.outage / 2)
+        proxy.heal()
+        healed = time.monotonic()
+        refused = sum(n for (svc, _, action), n in proxy.seen.items() if action == "unavailable")
+        rate = refused / run.size.outage
+        run.notes.append(
+            f"{service} answered 503 for {run.size.outage:.0f} s, to {refused} calls "
+            f"({rate:.1f}/s, botocore's own retries included)"
+        )
+        if rate > MAX_CALLS_PER_SECOND_DOWN:
+            run.failures.append(f"a hot loop: {rate:.0f} calls/s to a service that is down")
+        return run.wait_done(timeout=run.size.done_within) - healed
+
+    scenario.__doc__ = f"{service} down (503 to every call) with books in flight."
+    return scenario
+
+
+def s3_slow(run: Run) -> float | None:
+    """S3 takes ``slowness`` seconds over every call for a while."""
+    run.send()
+    proxy = run.proxy()
+    run.stack(endpoint=proxy.url)
+    run.wait_progress(0.05)
+    proxy.inject(Fault("stall", service="s3", seconds=run.size.slowness))
+    time.sleep(run.size.slow_for)
+    proxy.heal()
+    healed = time.monotonic()
+    run.notes.append(f"S3 {run.size.slowness:g} s slower per call for {run.size.slow_for:.0f} s")
+    return run.wait_done(timeout=run.size.done_within) - healed
+
+
+def localstack_restart(run: Run) -> float | None:
+    """LocalStack restarted under a running stack (its state lost), then provisioned again.
+
+    The books sent before the restart vanish with LocalStack's state, so they are
+    audited before it; the table counts the books sent after re-provisioning.
+    """
+    localstack = run.private_localstack()
+    first = run.send()
+    run.stack()
+    run.wait_done(timeout=run.size.done_within)
+    before = audit(run.settings, first.books)
+    run.notes.append(
+        f"before the restart: {before.stored} of {before.sent} stored, {before.lost} lost, "
+        f"{before.duplicated} duplicated, {before.out_of_order} out of order"
+    )
+    if not before.passed:
+        run.failures.append(f"the audit before the restart failed: {before}")
+    run.sent = []
+    localstack.stop()
+    time.sleep(3)  # bookd meets a LocalStack that is away,
+    localstack.start()
+    time.sleep(3)  # then one without its queues and buckets,
+    provision(run.settings)  # until someone provisions again.
+    provisioned = time.monotonic()
+    run.send()
+    return run.wait_done(timeout=run.size.done_within) - provisioned
+
+
+def two_instances(run: Run) -> float | None:
+    """Two complete stacks (two containers' worth) on the same queues."""
+    run.send()
+    run.stack()
+    run.stack()
+    run.wait_done(timeout=run.size.done_within)
+    return None
+
+
+def sigterm_full_queue(run: Run) -> float | None:
+    """SIGTERM to a stack with a full queue; a new stack finishes the books."""
+    run.send()
+    first = run.stack()
+    run.wait_progress(0.2)
+    seconds = first.terminate()
+    run.notes.append(f"stopped in {seconds:.1f} s (supervisord allows 40)")
+    if seconds >= 40:
+        run.failures.append("the stop took longer than supervisord's stopwaitsecs")
+    left = first.processes()
+    if left:
+        run.failures.append(f"processes left after the stop: {left}")
+    restarted = time.monotonic()
+    run.stack()
+    return run.wait_done(timeout=run.size.done_within) - restarted
+
+
+SCENARIOS: dict[str, Callable[[Run], float | None]] = {
+    "kill -9 listener": kill_listener,
+    "kill -9 Gunicorn master": kill_master,
+    "S3 down": _outage("s3"),
+    "SQS down": _outage("sqs"),
+    "S3 slow": s3_slow,
+    "LocalStack restarted": localstack_restart,
+    "two instances": two_instances,
+    "SIGTERM, full queue": sigterm_full_queue,
+}
