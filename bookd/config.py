@@ -214,7 +214,10 @@ class Settings:
     )
     # --- the listener ------------------------------------------------------------
     concurrency: int = setting(
-        "BOOKD_CONCURRENCY", 16, integer(1, 256), "threads working on different groups at once"
+        "BOOKD_CONCURRENCY",
+        16,
+        integer(1, 256),
+        "threads working on different groups at once, and uploads in flight at once",
     )
     receivers: int = setting(
         "BOOKD_RECEIVERS",
@@ -222,6 +225,13 @@ class Settings:
         integer(1, 64),
         "receive loops in flight at once; a FIFO receive returns one group's messages, "
         "so this is how many groups move at once",
+    )
+    group_mode: str = setting(
+        "BOOKD_GROUP_MODE",
+        "parallel",
+        choice("parallel", "strict"),
+        "parallel: a received group's books of different titles are uploaded at once, "
+        "announced in input order; strict: one book stored and announced at a time",
     )
     listener_nice: int = setting(
         "BOOKD_LISTENER_NICE",

@@ -61,6 +61,8 @@ class BookListener(SqsListener):
         self.dependencies = Dependencies(on_change=self._dependencies_changed)
         self.inflight = Inflight(settings.visibility_timeout)
         self.retry = Retry(self.dependencies, wait=self._wait)
+        # A group's uploads of different titles run here at once (threads start lazily).
+        self._uploads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="upload")
         self.started_at = time.time()
         self.connected_at: float | None = None
         """When the queues were reached and the receive loops could begin."""
@@ -102,7 +104,8 @@ class BookListener(SqsListener):
         # FIFO queue) and ignores our endpoint. Ours connects, checks the buckets keep
         # versions, and waits (problem shown in /health) until both work.
         s = self.settings
-        pool = s.concurrency + s.receivers + 2
+        # Connections: the group threads, the upload threads, the receive loops, heartbeat.
+        pool = 2 * s.concurrency + s.receivers + 2
         store = BookStore(make_client(s, "s3", pool=pool), bucket_owner=s.bucket_owner)
         sqs = make_client(s, "sqs", pool=pool)
         backoff = Backoff()
@@ -133,6 +136,7 @@ class BookListener(SqsListener):
             retry=self.retry,
             inflight=self.inflight,
             aborting=self._abort.is_set,
+            uploads=self._uploads,
         )
         self.connected_at = time.time()
 
@@ -165,6 +169,7 @@ class BookListener(SqsListener):
             self._receivers_done.set()
             heartbeat.join()
             self._pool.shutdown(wait=True)
+            self._uploads.shutdown(wait=True)
             metrics.LISTENER_UP.set(0)
             self._tick()
             log.info("Listener %s: stopped", os.getpid())

@@ -8,10 +8,15 @@ groups side by side. For each receive, per FIFO group, in input order:
    book, is dead-lettered now with its reason, and the group goes on.
 2. **Store.** Each valid book is put in S3, unless an earlier delivery of the same
    message already did (it is looked up first on a redelivery or after a put whose
-   outcome is unknown). Failures follow bookd.retry; a message is held and retried
-   in place, never handed back for a retry.
-3. **Announce** the stored books in input order, in one batch. A book that cannot
-   be announced, within its budget, is dead-lettered with its location.
+   outcome is unknown). Books of different titles are uploaded at once; books of
+   one title one after another, in input order, so its versions keep that order
+   (``BOOKD_GROUP_MODE=strict``: one book at a time, each announced before the next
+   is stored). Failures follow bookd.retry; a message is held and retried in place,
+   never handed back for a retry.
+3. **Announce** the stored books in input order, in one batch: never one ahead of
+   an earlier book that is not stored yet (while one is retried, those before it go
+   out at once). A book that cannot be announced, within its budget, is
+   dead-lettered with its location.
 4. **Delete** what is finished: announced or dead-lettered.
 
 If work on a message stops early (the listener stops: it is handed back; its hold
@@ -26,6 +31,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, wait
 from dataclasses import dataclass, field
 
 from bookd import metrics
@@ -68,6 +74,13 @@ the redelivery finds the book stored and announced."""
 MAX_DETAIL = 1000
 """Longest dead-letter detail, in characters."""
 
+STRICT = "strict"
+"""BOOKD_GROUP_MODE that stores and announces one book of a group at a time."""
+
+EARLY_ANNOUNCE_SECONDS = 0.5
+"""While a group's uploads run longer than this, its stored books before the slow
+one are announced without waiting for the rest."""
+
 Mapper = Callable[..., Iterable[None]]
 """Runs a function over groups, like the builtin ``map`` (the listener passes a pool's)."""
 
@@ -109,6 +122,7 @@ class Processor:
         inflight: Inflight,
         aborting: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
+        uploads: Executor | None = None,
     ) -> None:
         self.settings = settings
         self.input = input
@@ -119,6 +133,8 @@ class Processor:
         self.inflight = inflight
         self._aborting = aborting
         self._clock = clock
+        self._uploads = uploads
+        """Runs a group's uploads of different keys at once; None: one after another."""
         self._announced: OrderedDict[str, None] = OrderedDict()
 
     # --- a receive ------------------------------------------------------------
@@ -144,13 +160,10 @@ class Processor:
             try:
                 for w in items:
                     self._validate(w)
-                for w in items:
-                    if w.finished or w.book is None:
-                        continue
-                    if self._aborting():
-                        raise Abandoned(hand_back=True)
-                    # If this one has to wait for retries, the books before it need not.
-                    self._store(w, before_waiting=lambda: self._announce(_ready(items)))
+                if self.settings.group_mode == STRICT:
+                    self._one_at_a_time(items)
+                else:
+                    self._store_all(items)
             except Abandoned as exc:
                 stopped = exc
             self._announce(_ready(items))
@@ -158,6 +171,51 @@ class Processor:
             stopped = stopped or exc
         finally:
             self._finish(items, stopped)
+
+    def _one_at_a_time(self, items: list[Work]) -> None:
+        """Strict: each book stored, then announced on its own, before the next is started."""
+        for w in items:
+            if w.finished or w.book is None:
+                continue
+            if self._aborting():
+                raise Abandoned(hand_back=True)
+            self._store(w)
+            self._announce(_ready(items))
+
+    def _store_all(self, items: list[Work]) -> None:
+        """Store the group's books, those of different keys at once.
+
+        Books of one key stay in input order, so its versions keep that order; the
+        announcements come after, in input order (_ready), whatever finished first.
+        """
+        chains: dict[str, list[Work]] = {}
+        for w in items:
+            if not w.finished and w.book is not None:
+                chains.setdefault(w.book.key, []).append(w)
+        if self._uploads is None or len(chains) < 2:
+            for chain in chains.values():
+                # If one has to wait for retries, the stored books before it need not.
+                self._store_chain(chain, before_waiting=lambda: self._announce(_ready(items)))
+            return
+        pending = {self._uploads.submit(self._store_chain, chain) for chain in chains.values()}
+        futures = list(pending)
+        while pending:
+            _, pending = wait(pending, timeout=EARLY_ANNOUNCE_SECONDS)
+            if pending:
+                # Something is slow (or retried): the books before it need not wait for it.
+                self._announce(_ready(items))
+        for future in futures:
+            future.result()  # re-raises Abandoned (or a bug) from the chain
+
+    def _store_chain(
+        self, chain: list[Work], *, before_waiting: Callable[[], None] | None = None
+    ) -> None:
+        for w in chain:
+            if w.finished:
+                continue
+            if self._aborting():
+                raise Abandoned(hand_back=True)
+            self._store(w, before_waiting=before_waiting)
 
     # --- the steps ------------------------------------------------------------
 
@@ -179,7 +237,7 @@ class Processor:
         # Announced by this listener before (its delete failed): only the delete is left.
         w.announced = m.message_id in self._announced
 
-    def _store(self, w: Work, *, before_waiting: Callable[[], None]) -> None:
+    def _store(self, w: Work, *, before_waiting: Callable[[], None] | None = None) -> None:
         book, m = w.book, w.message
         assert book is not None
 

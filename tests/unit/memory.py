@@ -11,6 +11,8 @@ under test advances when it waits.
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +85,8 @@ class Faulty:
     def __init__(self) -> None:
         self.rules: list[Rule] = []
         self.calls: list[tuple[str, Any]] = []
+        self.journal: list[tuple[str, str]] | None = None
+        """Shared by the adapters of one Harness: every call of any, in order."""
 
     def fail(
         self,
@@ -104,6 +108,8 @@ class Faulty:
 
     def _check(self, operation: str, subject: Any = None) -> None:
         self.calls.append((operation, subject))
+        if self.journal is not None:
+            self.journal.append((self.service, operation))
         for rule in self.rules:
             if rule.operation not in ("*", operation):
                 continue
@@ -272,8 +278,16 @@ class MemoryStore(Faulty):
     def __init__(self) -> None:
         super().__init__()
         self.objects: dict[tuple[str, str], list[Version]] = {}
+        self.slow: dict[str, float] = {}
+        """Real seconds a put of this key takes: to shuffle concurrent uploads."""
+        self._lock = threading.Lock()
 
     def put(self, bucket: str, key: str, body: bytes, *, metadata: Mapping[str, str]) -> str:
+        time.sleep(self.slow.get(key, 0.0))
+        with self._lock:
+            return self._put(bucket, key, body, metadata)
+
+    def _put(self, bucket: str, key: str, body: bytes, metadata: Mapping[str, str]) -> str:
         self._check("PutObject", key)
         version = Version(f"v{next(self._ids)}", body, dict(metadata))
         self.objects.setdefault((bucket, key), []).append(version)
@@ -296,7 +310,7 @@ class MemoryStore(Faulty):
 class Harness:
     """A Processor wired to memory adapters, with the queues, store and clock at hand."""
 
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, *, uploads: Any = None, **settings: Any) -> None:
         from bookd.config import Settings
         from bookd.dependencies import Dependencies
         from bookd.inflight import Inflight
@@ -309,6 +323,9 @@ class Harness:
         self.output = MemoryQueue("output.fifo", self.clock)
         self.dead_letters = MemoryQueue("dlq.fifo", self.clock)
         self.store = MemoryStore()
+        self.journal: list[tuple[str, str]] = []
+        for adapter in (self.input, self.output, self.dead_letters, self.store):
+            adapter.journal = self.journal
         self.dependencies = Dependencies()
         self.inflight = Inflight(self.settings.visibility_timeout, clock=self.clock)
         self.retry = Retry(self.dependencies, wait=self.clock.wait, clock=self.clock)
@@ -322,6 +339,7 @@ class Harness:
             retry=self.retry,
             inflight=self.inflight,
             clock=self.clock,
+            uploads=uploads,
         )
 
     def run(self, *, receives: int = 20) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -315,3 +317,80 @@ def test_busy_or_away_s3_never_counts_against_a_message(kind):
     h.run()
     assert reasons(h) == {}
     assert h.announced() == ["b1"]
+
+
+# --- within a group: uploads at once, announcements in order (issue 10) ------------
+
+
+@pytest.fixture
+def uploads():
+    with ThreadPoolExecutor(8) as pool:
+        yield pool
+
+
+def test_books_of_one_title_keep_their_order_while_other_titles_upload_at_once(uploads):
+    h = Harness(uploads=uploads)
+    plan = [("a", "Same"), ("b", "Other"), ("c", "Same"), ("d", "Third"), ("e", "Same")]
+    for book_id, title in plan:
+        h.input.put(book(book_id, title=title), group="g")
+    # The first version of "Same" is the slowest to upload: a naive pool would reorder.
+    h.store.slow = {"Same.json": 0.05, "Other.json": 0.0, "Third.json": 0.01}
+    h.run()
+    versions = [json.loads(v.body)["id"] for v in h.store.versions("Same.json")]
+    assert versions == ["a", "c", "e"], "one title's versions in input order"
+    assert h.announced("g") == ["a", "b", "c", "d", "e"], "announced in input order"
+
+
+def test_uploads_of_different_titles_overlap(uploads):
+    h = Harness(uploads=uploads)
+    for n in range(8):
+        h.input.put(book(f"b{n}"), group="g")
+    h.store.slow = {f"b{n}.json": 0.2 for n in range(8)}
+    began = time.monotonic()
+    h.run()
+    assert time.monotonic() - began < 0.2 * 8 / 2, "eight 0.2 s uploads, side by side"
+    assert h.announced("g") == [f"b{n}" for n in range(8)]
+
+
+def test_a_failure_in_the_middle_holds_back_only_the_books_after_it(uploads):
+    h = Harness(uploads=uploads, max_attempts=3, retry_for=60)
+    for n in range(5):
+        h.input.put(book(f"b{n}"), group="g")
+    h.store.fail("PutObject", "InternalError", when=lambda key: key == "b2.json")
+    h.run()
+    assert reasons(h) == {"b2": RETRIES_EXHAUSTED}
+    assert h.announced("g") == ["b0", "b1", "b3", "b4"]
+    # b3 and b4 were stored while b2 was retried, each once.
+    assert [len(h.store.versions(f"b{n}.json")) for n in (3, 4)] == [1, 1]
+
+
+def test_a_redelivery_after_a_partial_success_stores_nothing_twice(uploads):
+    h = Harness(uploads=uploads)
+    for n in range(4):
+        h.input.put(book(f"b{n}"), group="g")
+    h.store.fail("PutObject", "ServiceUnavailable", when=lambda key: key == "b1.json")
+
+    def stop(seconds: float) -> bool:
+        return False  # the listener is stopped while b1 waits for its retry
+
+    h.retry._wait = stop
+    h.run(receives=1)
+    assert h.announced("g") == ["b0"], "nothing after b1 went ahead of it"
+    assert [len(h.store.versions(f"b{n}.json")) for n in range(4)] == [1, 0, 1, 1]
+    # The next listener: b1 is stored, b2 and b3 are found, not stored again.
+    h.store.heal()
+    h.retry._wait = h.clock.wait
+    h.run()
+    assert h.announced("g") == ["b0", "b1", "b2", "b3"]
+    assert [len(h.store.versions(f"b{n}.json")) for n in range(4)] == [1, 1, 1, 1]
+
+
+def test_strict_mode_announces_each_book_alone_before_storing_the_next():
+    h = Harness(group_mode="strict")
+    for n in range(3):
+        h.input.put(book(f"b{n}"), group="g")
+    h.run()
+    calls = [op for _, op in h.journal if op in ("PutObject", "SendMessageBatch")]
+    assert calls == ["PutObject", "SendMessageBatch"] * 3, "interleaved, one by one"
+    # An entry SQS refuses on its own can never let a later one overtake it.
+    assert [len(subject) for op, subject in h.output.calls if op == "SendMessageBatch"] == [1, 1, 1]
