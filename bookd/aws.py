@@ -8,9 +8,11 @@ not be used after it (botocore#1246).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import boto3
@@ -40,8 +42,14 @@ def make_client(
     read_timeout: float | None = None,
     pool: int = 10,
     attempts: int | None = None,
+    purpose: str = "other",
 ) -> Any:
-    """A boto3 client for ``service`` that sends every call to the configured endpoint."""
+    """A boto3 client for ``service`` that sends every call to the configured endpoint.
+
+    ``purpose`` names the part of bookd that calls (listener, web, cli, peek,
+    provision; "other" for tests and tools) in the BOOKD_AWS_CALL_LOG, which shows
+    what IAM permissions each part uses.
+    """
     retries = dict(CLIENT_RETRIES)
     if attempts is not None:
         retries["max_attempts"] = attempts
@@ -65,7 +73,29 @@ def make_client(
         config=config,
     )
     _time_calls(client)
+    if settings.aws_call_log is not None:
+        _log_calls(client, settings.aws_call_log, purpose)
     return client
+
+
+def _log_calls(client: Any, path: Path, purpose: str) -> None:
+    """Append each call's service, operation, queue or bucket and ``purpose`` to ``path``."""
+
+    def record(event_name: str, params: dict[str, Any], **_: Any) -> None:
+        _, service, operation = event_name.split(".", 2)
+        target = params.get("Bucket") or params.get("QueueName") or params.get("QueueUrl", "")
+        line = {
+            "purpose": purpose,
+            "service": service,
+            "operation": operation,
+            "target": str(target).rsplit("/", 1)[-1],
+            "versioned": "VersionId" in params,
+        }
+        # One short line per write, appended: lines of several processes never mix.
+        with path.open("a") as log_file:
+            log_file.write(json.dumps(line) + "\n")
+
+    client.meta.events.register("before-parameter-build", record)
 
 
 def _time_calls(client: Any) -> None:

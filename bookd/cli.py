@@ -210,7 +210,7 @@ def send(
     from bookd.errors import AwsFault
     from bookd.ports import BATCH_LIMIT, Outgoing
 
-    queue = Queue(make_client(settings, "sqs"), settings.input_queue)
+    queue = Queue(make_client(settings, "sqs", purpose="cli"), settings.input_queue)
     bodies: list[str] = []
     for handle in files:
         bodies += read_books(handle.read(), fmt, handle.name)
@@ -270,7 +270,8 @@ def peek(settings: Settings, which: str, limit: int, delete: bool) -> None:
         "dead-letter": settings.dead_letter_queue,
         "input": settings.input_queue,
     }[which]
-    queue = Queue(make_client(settings, "sqs"), name)
+    # A development tool: it reads the output queue, which bookd itself never does.
+    queue = Queue(make_client(settings, "sqs", purpose="peek"), name)
     if which == "input":
         if delete:
             raise click.UsageError("bookd never deletes from the input queue; the listener does")
@@ -306,7 +307,9 @@ def status(settings: Settings, as_json: bool) -> None:
 
     listener = listener_status(settings)
     queues: dict[str, Any] = {}
-    sqs = make_client(settings, "sqs", read_timeout=settings.check_timeout, attempts=1)
+    sqs = make_client(
+        settings, "sqs", read_timeout=settings.check_timeout, attempts=1, purpose="cli"
+    )
     for label, name in (
         ("input", settings.input_queue),
         ("output", settings.output_queue),
@@ -370,7 +373,7 @@ def dlq_list(settings: Settings, limit: int | None, as_json: bool) -> None:
     from bookd.aws import Queue, make_client
     from bookd.dlq import list_letters
 
-    queue = Queue(make_client(settings, "sqs"), settings.dead_letter_queue)
+    queue = Queue(make_client(settings, "sqs", purpose="cli"), settings.dead_letter_queue)
     letters = list_letters(queue, limit=limit)
     for letter in letters:
         record = {
@@ -412,7 +415,7 @@ def dlq_redrive(settings: Settings, reason: str | None, dry_run: bool, yes: bool
     from bookd.aws import Queue, make_client
     from bookd.dlq import Letter, list_letters, redrive
 
-    sqs = make_client(settings, "sqs")
+    sqs = make_client(settings, "sqs", purpose="cli")
     dead_letters = Queue(sqs, settings.dead_letter_queue)
     input_queue = Queue(sqs, settings.input_queue)
     if not dry_run and not yes and sys.stdin.isatty():

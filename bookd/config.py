@@ -300,6 +300,14 @@ class Settings:
     log_level: str = setting(
         "BOOKD_LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level"
     )
+    aws_call_log: Path | None = setting(
+        "BOOKD_AWS_CALL_LOG",
+        None,
+        lambda raw: path(raw) if raw.strip() else None,
+        "file to which every process appends each S3 and SQS call it makes, as JSON lines: "
+        "what IAM permissions bookd uses (the tests check deploy/iam-policy.json with it)",
+        shown="unset",
+    )
     log_format: str = setting(
         "BOOKD_LOG_FORMAT",
         "text",

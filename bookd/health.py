@@ -134,6 +134,7 @@ class Checks:
             self._clients[service] = make_client(
                 self.settings,
                 service,
+                purpose="web",
                 read_timeout=self.settings.check_timeout,
                 pool=4,
                 attempts=1,

@@ -106,8 +106,10 @@ class BookListener(SqsListener):
         s = self.settings
         # Connections: the group threads, the upload threads, the receive loops, heartbeat.
         pool = 2 * s.concurrency + s.receivers + 2
-        store = BookStore(make_client(s, "s3", pool=pool), bucket_owner=s.bucket_owner)
-        sqs = make_client(s, "sqs", pool=pool)
+        store = BookStore(
+            make_client(s, "s3", pool=pool, purpose="listener"), bucket_owner=s.bucket_owner
+        )
+        sqs = make_client(s, "sqs", pool=pool, purpose="listener")
         backoff = Backoff()
         while not self._stop.is_set():
             try:

@@ -68,8 +68,8 @@ def _ensure_fifo_queue(sqs: Any, name: str, attributes: dict[str, str]) -> str:
 def provision(settings: Settings) -> Provisioned:
     """Create buckets (versioned) and the FIFO queues with the dead-letter redrive."""
     # Settings already refuse queue names without '.fifo': bookd relies on FIFO ordering.
-    s3 = make_client(settings, "s3")
-    sqs = make_client(settings, "sqs")
+    s3 = make_client(settings, "s3", purpose="provision")
+    sqs = make_client(settings, "sqs", purpose="provision")
     try:
         for bucket in settings.all_buckets:
             _ensure_bucket(s3, bucket, settings.region)

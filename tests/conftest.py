@@ -13,10 +13,22 @@ from harness import localstack
 from harness.resources import Queues, remove_resources, unique_settings
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked after_all run once every other test has."""
+    last = [item for item in items if item.get_closest_marker("after_all")]
+    items[:] = [item for item in items if item not in last] + last
+
+
 @pytest.fixture(scope="session")
-def base_settings() -> Settings:
+def aws_call_log(tmp_path_factory: pytest.TempPathFactory):
+    """Where every bookd process of the session logs its AWS calls (BOOKD_AWS_CALL_LOG)."""
+    return tmp_path_factory.mktemp("aws-calls") / "calls.jsonl"
+
+
+@pytest.fixture(scope="session")
+def base_settings(aws_call_log) -> Settings:
     """Settings from the environment, with a short long-poll so listeners stop quickly."""
-    settings = Settings.from_env().replace(wait_time=1)
+    settings = Settings.from_env().replace(wait_time=1, aws_call_log=aws_call_log)
     if not localstack.is_ready(settings.endpoint_url):
         pytest.exit(
             f"LocalStack is not answering at {settings.endpoint_url}, or S3 and SQS are not "

@@ -1,11 +1,13 @@
 """The processing contract, end to end through the listener, on the real LocalStack."""
 
 import json
+import time
 
 import pytest
 
 from bookd import books
 from bookd.aws import make_client
+from bookd.ports import MESSAGE_ID_METADATA
 from harness.waiting import wait_for
 
 BOOK = {
@@ -134,3 +136,30 @@ def test_order_within_each_group_carries_through_to_the_output_queue(
     for m in messages:
         seen[m["Attributes"]["MessageGroupId"]].append(json.loads(m["Body"])["id"])
     assert seen == expected
+
+
+def test_a_redelivered_book_is_found_under_a_later_version_of_its_title_not_stored_again(
+    settings, queues, start_listener
+):
+    # Given a delivery that stored its book and then died before announcing it,
+    body = json.dumps({**BOOK, "id": "first", "title": "Shared"})
+    message_id = queues.send(body)
+    sqs = make_client(settings, "sqs")
+    taken = sqs.receive_message(
+        QueueUrl=queues.urls[settings.input_queue], VisibilityTimeout=2, WaitTimeSeconds=2
+    )
+    assert len(taken["Messages"]) == 1
+    s3 = make_client(settings, "s3")
+    bucket = settings.buckets["romance"]
+    earlier = s3.put_object(
+        Bucket=bucket, Key="Shared.json", Body=body, Metadata={MESSAGE_ID_METADATA: message_id}
+    )["VersionId"]
+    # and a later book of the same title stored on top of it since,
+    s3.put_object(Bucket=bucket, Key="Shared.json", Body=b"{}", Metadata={MESSAGE_ID_METADATA: "x"})
+    time.sleep(2.5)  # its visibility ends; SQS delivers it again
+    start_listener()
+    # when the redelivery is worked, it finds its own version and stores nothing.
+    [output] = queues.outputs(1)
+    assert (output["id"], output["version_id"]) == ("first", earlier)
+    versions = s3.list_object_versions(Bucket=bucket, Prefix="Shared.json")["Versions"]
+    assert len(versions) == 2, "not stored a third time"
