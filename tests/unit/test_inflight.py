@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from bookd.inflight import Inflight
+from bookd.ports import Message
 from tests.unit.memory import FakeClock, MemoryQueue
 
 
-def held(visibility: int = 30) -> tuple[FakeClock, MemoryQueue, Inflight]:
+def held(visibility: int = 30) -> tuple[FakeClock, MemoryQueue, Inflight, Message]:
+    """A message received with ``visibility`` and held; the clock, queue and registry."""
     clock = FakeClock()
     queue = MemoryQueue("in.fifo", clock)
-    return clock, queue, Inflight(visibility, clock=clock)
+    inflight = Inflight(visibility, clock=clock)
+    queue.put("{}")
+    [m] = queue.receive(wait_time=0, visibility_timeout=visibility)
+    inflight.admit([m])
+    return clock, queue, inflight, m
 
 
 def test_a_failed_extension_is_not_counted_as_done():
-    clock, queue, inflight = held()
-    queue.put("{}")
-    [m] = queue.receive(wait_time=0, visibility_timeout=30)
-    inflight.admit([m])
+    clock, queue, inflight, m = held()
     clock.advance(20)
     queue.fail("ChangeMessageVisibilityBatch")
     inflight.beat(queue)
@@ -26,10 +29,7 @@ def test_a_failed_extension_is_not_counted_as_done():
 
 
 def test_an_extension_that_worked_after_one_that_failed_moves_the_deadline():
-    clock, queue, inflight = held()
-    queue.put("{}")
-    [m] = queue.receive(wait_time=0, visibility_timeout=30)
-    inflight.admit([m])
+    clock, queue, inflight, m = held()
     queue.fail("ChangeMessageVisibilityBatch", times=1)
     clock.advance(20)
     inflight.beat(queue)
@@ -39,10 +39,7 @@ def test_an_extension_that_worked_after_one_that_failed_moves_the_deadline():
 
 
 def test_a_message_finished_while_its_extension_was_out_is_never_extended_again():
-    clock, queue, inflight = held()
-    queue.put("{}")
-    [m] = queue.receive(wait_time=0, visibility_timeout=30)
-    inflight.admit([m])
+    clock, queue, inflight, m = held()
     clock.advance(20)
     due = inflight.due()
     inflight.release([m])  # the batch finished while the heartbeat's call was out
@@ -52,10 +49,7 @@ def test_a_message_finished_while_its_extension_was_out_is_never_extended_again(
 
 
 def test_an_extension_with_an_old_handle_does_not_move_a_newer_hold():
-    clock, queue, inflight = held()
-    queue.put("{}")
-    [m] = queue.receive(wait_time=0, visibility_timeout=30)
-    inflight.admit([m])
+    clock, queue, inflight, m = held()
     clock.advance(31)
     [again] = queue.receive(wait_time=0, visibility_timeout=30)
     inflight.admit([again])
@@ -65,14 +59,12 @@ def test_an_extension_with_an_old_handle_does_not_move_a_newer_hold():
 
 
 def test_later_messages_of_a_group_still_held_are_handed_back_not_worked():
-    clock, queue, inflight = held()
+    clock, queue, inflight, m = held()  # "{}" in group "g", held
     for n in range(2):
         queue.put(str(n), group="g")
-    first = queue.receive(wait_time=0, visibility_timeout=30)
-    inflight.admit(first[:1])  # only the first is held (the second finished)
-    clock.advance(31)
-    queue.put("2", group="g")
+    clock.advance(31)  # its visibility ran out; SQS hands the group out again
     again = queue.receive(wait_time=0, visibility_timeout=30)
     work, back = inflight.admit(again)
+    assert [x.message_id for x in again][0] == m.message_id
     assert work == []
-    assert [m.body for m in back] == ["1", "2"]
+    assert [x.body for x in back] == ["0", "1"]
