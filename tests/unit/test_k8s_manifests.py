@@ -401,3 +401,14 @@ def test_one_placeholder_account_and_region_run_through_the_deploy_files():
     text = "\n".join(p.read_text() for p in files)
     assert set(re.findall(r"\b\d{12}\b", text)) == {"123456789012"}
     assert set(re.findall(r"\b[a-z]{2}-[a-z]+-\d\b", text)) == {"us-east-1"}
+
+
+def test_every_bookd_variable_the_deploy_files_set_is_a_declared_setting():
+    from bookd.config import describe
+
+    declared = {env for env, _, _ in describe()}
+    deploy_files = ("deploy/k8s/deployment.yaml", "docker-compose.yml", "Dockerfile")
+    for path in (ROOT / name for name in deploy_files):
+        named = set(re.findall(r"\b((?:BOOKD|AWS)_[A-Z_]+)\s*[:=]", path.read_text()))
+        named |= set(re.findall(r"name: ((?:BOOKD|AWS)_[A-Z_]+)", path.read_text()))
+        assert named and named <= declared, f"{path.name}: {sorted(named - declared)}"
