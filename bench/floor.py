@@ -6,9 +6,10 @@ all at once on a pool of ``BOOKD_CONCURRENCY`` threads (as bookd uploads a group
 titles); per FIFO group, one SendMessageBatch of its announcements in input order
 (bookd.ports.announcement: bookd's body and deduplication id); one
 DeleteMessageBatch. The clients are bookd.aws's (make_client, Queue, BookStore),
-so the floor pays bookd's client costs, and nothing else: no validation, no
-retries, no heartbeat, no metrics of its own, no logs. bookd's rate over the
-floor's is what bookd's own work costs it.
+so the floor pays bookd's client costs, and it runs at the listener's CPU priority
+(``BOOKD_LISTENER_NICE``); nothing else: no validation, no retries, no heartbeat,
+no metrics of its own, no logs. bookd's rate over the floor's is what bookd's own
+work costs it.
 
 Run as ``python -m bench.floor`` with bookd's environment variables; like the
 baseline it never returns, and the bench terminates it once every output has
@@ -98,6 +99,9 @@ class Floor:
 
 def main() -> None:
     settings = Settings.from_env()
+    # The listener's CPU priority too: on a machine it shares with LocalStack, who yields
+    # the CPU to whom changes both rates, and only bookd's own work should tell them apart.
+    os.nice(settings.listener_nice)
     floor = Floor(settings)
     print(f"{READY} {time.time():.6f}", flush=True)
     loops = [
