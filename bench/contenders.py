@@ -25,6 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from bench import baseline, floor
 from bench.probes import percentile
 from bookd.aws import BookStore, make_client
@@ -32,11 +34,13 @@ from bookd.books import metadata_value
 from bookd.config import Settings
 from bookd.ports import BOOK_ID_METADATA, MESSAGE_ID_METADATA
 from bookd.provision import provision
+from bookd.supervision import StateDir
 from harness.audit import Verdict, check_objects, check_outputs
 from harness.localstack import shared_pid
 from harness.procfs import cpu_seconds, started_at
 from harness.resources import drain, queue_depth, remove_resources, unique_settings
 from harness.stack import Stack, settings_env
+from harness.waiting import wait_for
 from harness.workload import Workload, preload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,9 +219,23 @@ def bookd_consumer(
         )
 
     try:
-        # At once, so that one instance's head start is as short as the machine allows.
+        # The listeners are held back until the rest of each stack has booted: four
+        # Gunicorn workers importing Flask and boto3 take the CPU for a second or so,
+        # which the (lower priority) listener would otherwise pay for in its timed run.
+        for stack in stacks:
+            StateDir(stack.state_dir).path.mkdir(parents=True, exist_ok=True)
+            StateDir(stack.state_dir).disabled.touch()
         with ThreadPoolExecutor(instances) as pool:
-            list(pool.map(Stack.start, stacks))
+            list(pool.map(lambda stack: stack.start(state="stopped"), stacks))
+        settle([pid for stack in stacks for pid in stack.processes()])
+        # Then every listener at once (POST /: a Keeper starts it within a second), so
+        # that one instance's head start is as short as the machine allows.
+        for stack in stacks:
+            requests.post(stack.url + "/", timeout=5).raise_for_status()
+        for stack in stacks:
+            assert wait_for(lambda stack=stack: stack.listener_state() == "running", timeout=40), (
+                f"the listener did not start:\n{stack.log_tail()}"
+            )
         pids = [pid for stack in stacks for pid in stack.processes(kind="listener")]
         assert len(pids) == instances, f"expected one listener per stack, found {pids}"
         yield Consumer(
@@ -230,6 +248,26 @@ def bookd_consumer(
     finally:
         for stack in stacks:
             stack.cleanup()
+
+
+def settle(pids: Sequence[int], *, quiet: float = 0.5, timeout: float = 15.0) -> None:
+    """Wait until ``pids`` together use under a tenth of a CPU for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = _cpu(pids)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = _cpu(pids)
+        if now - last < quiet / 10:
+            return
+        last = now
+
+
+def _cpu(pids: Sequence[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):  # gone meanwhile
+            total += cpu_seconds(pid)
+    return total
 
 
 def wait_until_done(
