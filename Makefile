@@ -64,7 +64,8 @@ run: provision
 test: venv localstack-up prometheus lint
 	$(BIN)/pytest
 
-# Baseline vs bookd vs the PutObject ceiling, direct and with 20 ms per request (~8 min).
+# Baseline, bookd, its call floor and the PutObject ceiling, direct and at 20 ms per request;
+# one FIFO group at 20 ms; one instance against two at 200 ms (~15 min).
 bench: venv localstack-up
 	$(BIN)/python -m bench.run
 

@@ -1,12 +1,13 @@
-"""The three contenders and how one run of each is timed and checked.
+"""The contenders and how one run of each is timed and checked.
 
-A queue contender (the baseline, bookd) gets fresh queues and buckets, the whole
-workload preloaded, then its consumer is started; the run lasts from the moment the
-consumer is ready (its clients made, its first receive next) to LocalStack's
-SentTimestamp of the last output message. The ceiling is bookd's PutObject alone,
-from a thread pool made with the same bodies, timed from its first put: so none of
-the three is charged for interpreter start-up or client set-up, and the start-up
-time is reported beside each queue contender.
+A queue contender (the baseline, the call floor, bookd, two bookd instances) gets
+fresh queues and buckets, the whole workload preloaded, then its consumer is
+started; the run lasts from the moment the consumer is ready (its clients made, its
+first receive next; for several instances, the last of them) to LocalStack's
+SentTimestamp of the last output message, and counts the books announced in that
+time. The ceiling is bookd's PutObject alone, from a thread pool made with the same
+bodies, timed from its first put: so none is charged for interpreter start-up or
+client set-up, and the start-up time is reported beside each queue contender.
 """
 
 from __future__ import annotations
@@ -24,18 +25,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.baseline import READY
+import requests
+
+from bench import baseline, floor
 from bench.probes import percentile
 from bookd.aws import BookStore, make_client
 from bookd.books import metadata_value
 from bookd.config import Settings
 from bookd.ports import BOOK_ID_METADATA, MESSAGE_ID_METADATA
 from bookd.provision import provision
+from bookd.supervision import StateDir
 from harness.audit import Verdict, check_objects, check_outputs
 from harness.localstack import shared_pid
 from harness.procfs import cpu_seconds, started_at
 from harness.resources import drain, queue_depth, remove_resources, unique_settings
 from harness.stack import Stack, settings_env
+from harness.waiting import wait_for
 from harness.workload import Workload, preload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,13 +83,15 @@ class Run:
 class Consumer:
     """A started consumer: the pid that does the work, and how to stop it."""
 
-    pid: int
+    pids: list[int]
+    """The processes that do the work (one listener per instance)."""
     alive: Callable[[], bool]
     ready_at: Callable[[], float]
     """Wall-clock time the consumer had its clients and was about to receive."""
     stop: Callable[[], dict[str, Any]]
     """Stops the consumer and returns facts for the report."""
     stack: Stack | None = None
+    """bookd's (first) stack, for probes of its HTTP side."""
 
 
 Probe = Callable[[Consumer, int, bool], None]
@@ -106,19 +113,29 @@ def log_problems(path: Path, *, examples: int = 5) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def baseline_consumer(settings: Settings, workdir: Path) -> Iterator[Consumer]:
-    """``python -m bench.baseline`` in a subprocess of ours, terminated on the way out."""
+def script_consumer(
+    module: str,
+    ready_line: str,
+    settings: Settings,
+    workdir: Path,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[Consumer]:
+    """``python -m <module>`` in a subprocess of ours, terminated on the way out.
+
+    The module prints ``ready_line`` and the wall-clock time once its clients exist.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / "baseline.log"
+    log_path = workdir / f"{module.rsplit('.', 1)[-1]}.log"
     env = {
         **os.environ,
         **settings_env(settings),
-        # pySqsListener refuses to start without it; LocalStack's account id.
+        # pySqsListener (the baseline) refuses to start without it; LocalStack's account id.
         "AWS_ACCOUNT_ID": "000000000000",
+        **(extra_env or {}),
     }
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.baseline"],
+            [sys.executable, "-m", module],
             env=env,
             cwd=ROOT,
             stdout=log,
@@ -137,48 +154,120 @@ def baseline_consumer(settings: Settings, workdir: Path) -> Iterator[Consumer]:
 
     def ready_at() -> float:
         for line in log_path.read_text(errors="replace").splitlines():
-            if line.startswith(READY):
+            if line.startswith(ready_line):
                 return float(line.split()[-1])
-        raise RuntimeError(f"the baseline never said {READY!r}; see {log_path}")
+        raise RuntimeError(f"{module} never said {ready_line!r}; see {log_path}")
 
     try:
-        yield Consumer(proc.pid, alive=lambda: proc.poll() is None, ready_at=ready_at, stop=stop)
+        yield Consumer([proc.pid], alive=lambda: proc.poll() is None, ready_at=ready_at, stop=stop)
     finally:
         stop()
 
 
-@contextlib.contextmanager
-def bookd_consumer(settings: Settings, workdir: Path, env: Mapping[str, str]) -> Iterator[Consumer]:
-    """The real supervisord + Gunicorn + listener stack; the listener is the consumer."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(settings, workdir, **env)
+def baseline_consumer(
+    settings: Settings, workdir: Path
+) -> contextlib.AbstractContextManager[Consumer]:
+    """The plain pySqsListener consumer (bench.baseline)."""
+    return script_consumer("bench.baseline", baseline.READY, settings, workdir)
 
-    def stop() -> dict[str, Any]:
+
+def floor_consumer(
+    settings: Settings, workdir: Path, env: Mapping[str, str]
+) -> contextlib.AbstractContextManager[Consumer]:
+    """Only the calls bookd must make (bench.floor), with bookd's ``env`` (its concurrency)."""
+    return script_consumer("bench.floor", floor.READY, settings, workdir, env)
+
+
+@contextlib.contextmanager
+def bookd_consumer(
+    settings: Settings, workdir: Path, env: Mapping[str, str], *, instances: int = 1
+) -> Iterator[Consumer]:
+    """The real supervisord + Gunicorn + listener stack; the listener is the consumer.
+
+    With ``instances`` > 1, that many complete stacks on the same queues, started at
+    once: ready when all of their listeners are, and their listeners' CPU summed.
+    """
+    stacks = []
+    for n in range(instances):
+        tmp = workdir if instances == 1 else workdir / f"instance-{n + 1}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        stacks.append(Stack(settings, tmp, **env))
+
+    def facts(stack: Stack, pid: int) -> dict[str, Any]:
         listeners = stack.processes(kind="listener")
         return {
-            "env": dict(env),
             "listener_pids_at_end": listeners,
             "listener_restarted": listeners != [pid],
             "shutdown_seconds": stack.terminate(),
-            "log_problems": log_problems(workdir / "stack.log"),
+            "log_problems": log_problems(stack.tmp / "stack.log"),
         }
 
+    def stop() -> dict[str, Any]:
+        # At once: each waits for its listener's long polls to end.
+        with ThreadPoolExecutor(instances) as pool:
+            found = list(pool.map(facts, stacks, pids))
+        if instances == 1:
+            return {"env": dict(env), **found[0]}
+        return {"env": dict(env), "instances": found}
+
     def ready_at() -> float:
-        # The listener's own record of reaching the queues, as GET / shows it.
-        return datetime.fromisoformat(stack.status()["listener"]["connected_at"]).timestamp()
+        # Each listener's own record of reaching the queues, as GET / shows it: the run
+        # starts once the last of them is there.
+        return max(
+            datetime.fromisoformat(stack.status()["listener"]["connected_at"]).timestamp()
+            for stack in stacks
+        )
 
     try:
-        stack.start()
-        [pid] = stack.processes(kind="listener")
+        # The listeners are held back until the rest of each stack has booted: four
+        # Gunicorn workers importing Flask and boto3 take the CPU for a second or so,
+        # which the (lower priority) listener would otherwise pay for in its timed run.
+        for stack in stacks:
+            StateDir(stack.state_dir).path.mkdir(parents=True, exist_ok=True)
+            StateDir(stack.state_dir).disabled.touch()
+        with ThreadPoolExecutor(instances) as pool:
+            list(pool.map(lambda stack: stack.start(state="stopped"), stacks))
+        settle([pid for stack in stacks for pid in stack.processes()])
+        # Then every listener at once (POST /: a Keeper starts it within a second), so
+        # that one instance's head start is as short as the machine allows.
+        for stack in stacks:
+            requests.post(stack.url + "/", timeout=5).raise_for_status()
+        for stack in stacks:
+            assert wait_for(lambda stack=stack: stack.listener_state() == "running", timeout=40), (
+                f"the listener did not start:\n{stack.log_tail()}"
+            )
+        pids = [pid for stack in stacks for pid in stack.processes(kind="listener")]
+        assert len(pids) == instances, f"expected one listener per stack, found {pids}"
         yield Consumer(
-            pid,
-            alive=lambda: stack.supervisord.poll() is None,
+            pids,
+            alive=lambda: all(stack.supervisord.poll() is None for stack in stacks),
             ready_at=ready_at,
             stop=stop,
-            stack=stack,
+            stack=stacks[0],
         )
     finally:
-        stack.cleanup()
+        for stack in stacks:
+            stack.cleanup()
+
+
+def settle(pids: Sequence[int], *, quiet: float = 0.5, timeout: float = 15.0) -> None:
+    """Wait until ``pids`` together use under a tenth of a CPU for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = _cpu(pids)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = _cpu(pids)
+        if now - last < quiet / 10:
+            return
+        last = now
+
+
+def _cpu(pids: Sequence[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):  # gone meanwhile
+            total += cpu_seconds(pid)
+    return total
 
 
 def wait_until_done(
@@ -231,8 +320,9 @@ def run_queue_contender(
         with start(settings.replace(endpoint_url=endpoint)) as consumer:
             wait_until_done(settings, count, consumer, timeout=60 + count / 5, probe=probe)
             ready = consumer.ready_at()
-            run.startup_seconds = ready - started_at(consumer.pid)
-            run.cpu_ms_per_book = {"consumer": cpu_seconds(consumer.pid) * 1000 / count}
+            run.startup_seconds = ready - min(started_at(pid) for pid in consumer.pids)
+            cpu = sum(cpu_seconds(pid) for pid in consumer.pids)
+            run.cpu_ms_per_book = {"consumer": cpu * 1000 / count}
             run.cpu_ms_per_book.update(localstack.per_book(count))
             run.extra.update(consumer.stop())
         outputs = drain(settings, settings.output_queue, timeout=60 + count / 20)
@@ -246,7 +336,11 @@ def run_queue_contender(
         first = min(o.sent for o in outputs)
         last = max(o.sent for o in outputs)
         run.seconds = last - ready
-        run.rate = count / run.seconds
+        # Only what was announced once the consumer was ready counts: for several
+        # instances, what one did before the last was ready is a head start, left out.
+        timed = sum(1 for o in outputs if o.sent >= ready)
+        run.extra["announced_before_ready"] = len(outputs) - timed
+        run.rate = timed / run.seconds
         run.extra["rate_from_process_start"] = count / (run.seconds + run.startup_seconds)
         run.steady_rate = (count - 1) / (last - first) if last > first else None
         ids = [o.json().get("id") for o in outputs]

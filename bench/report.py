@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,28 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from bench.contenders import Run  # noqa: E402
 
-CONTENDERS = ("baseline", "bookd", "ceiling")
+CONTENDERS = ("baseline", "bookd", "floor", "ceiling", "bookd x2")
+"""Every contender, in the order the tables and the chart show them."""
+
+PREVIOUS_LISTENER_CPU_MS = 4.0
+"""The listener's CPU per book in the local runs before issue 10 (ms): the bar to beat."""
+
+
+@dataclass(frozen=True)
+class Modes:
+    """The names of the benchmark's modes, each a panel of the chart."""
+
+    local: str
+    """No added latency, 50 groups: baseline, bookd, floor, ceiling."""
+    delayed: str
+    """20 ms per request, 50 groups: the same contenders."""
+    one_group: str
+    """20 ms per request, every book in one FIFO group: baseline and bookd."""
+    scale_out: str
+    """200 ms per request, a few receive loops: one bookd instance and two."""
+
+    def names(self) -> list[str]:
+        return [self.local, self.delayed, self.one_group, self.scale_out]
 
 
 def find_all(runs: list[Run], contender: str, mode: str) -> list[Run]:
@@ -28,35 +50,79 @@ def median_rate(runs: list[Run]) -> float | None:
 
 
 def ratios(runs: list[Run], modes: list[str]) -> dict[str, dict[str, Any]]:
-    """Per mode: bookd's median rate over the baseline's, and the median over rounds of
-    bookd's rate over the ceiling taken right after it (a round counts only when both
-    of its runs passed)."""
+    """Per mode: bookd's median rate over the baseline's; the median over rounds of bookd's
+    rate over the floor's and over the ceiling's taken in the same round (a round counts
+    only when both of its runs passed); two instances' rate over one's. None where the
+    mode has no such runs."""
     out: dict[str, dict[str, Any]] = {}
     for mode in modes:
         bookd = find_all(runs, "bookd", mode)
-        baseline = median_rate(find_all(runs, "baseline", mode))
-        ceilings = {r.round: r.rate for r in find_all(runs, "ceiling", mode)}
-        by_round = [b.rate / ceilings[b.round] for b in bookd if ceilings.get(b.round)]
         bookd_rate = median_rate(bookd)
-        out[mode] = {
+        baseline = median_rate(find_all(runs, "baseline", mode))
+        two = median_rate(find_all(runs, "bookd x2", mode))
+        entry: dict[str, Any] = {
             "bookd/baseline": bookd_rate / baseline if bookd_rate and baseline else None,
-            "bookd/ceiling": statistics.median(by_round) if by_round else None,
-            "bookd/ceiling by round": by_round,
         }
+        for other in ("floor", "ceiling"):
+            theirs = {r.round: r.rate for r in find_all(runs, other, mode)}
+            by_round = [b.rate / theirs[b.round] for b in bookd if theirs.get(b.round)]
+            entry[f"bookd/{other}"] = statistics.median(by_round) if by_round else None
+            entry[f"bookd/{other} by round"] = by_round
+        entry["two/one instance"] = two / bookd_rate if two and bookd_rate else None
+        out[mode] = entry
     return out
 
 
+def listener_cpu(runs: list[Run], mode: str) -> float | None:
+    """The listener's CPU per book (ms) in ``mode``: the median over bookd's rounds."""
+    found = [r.cpu_ms_per_book["consumer"] for r in find_all(runs, "bookd", mode)]
+    return statistics.median(found) if found else None
+
+
 def evaluate_targets(
-    ratios: dict[str, dict[str, Any]], http: dict[str, Any], memory: dict[str, Any]
+    ratios: dict[str, dict[str, Any]],
+    modes: Modes,
+    http: dict[str, Any],
+    memory: dict[str, Any],
+    listener_cpu_ms: float | None,
 ) -> list[dict[str, Any]]:
-    """The targets of issue 4, each with its measured value and PASS or FAIL."""
-    local, delayed = ratios.get("local", {}), ratios.get("20ms", {})
+    """The targets of issues 4 and 10, each with its measured value and PASS or FAIL
+    (``passed`` None: reported only, no target)."""
+    local, delayed = ratios.get(modes.local, {}), ratios.get(modes.delayed, {})
+    one_group, scale_out = ratios.get(modes.one_group, {}), ratios.get(modes.scale_out, {})
     health_p99 = http.get("/health", {}).get("p99")
     growth = memory.get("growth_mb")
-    rows = [
+    previous = PREVIOUS_LISTENER_CPU_MS
+    rows: list[tuple[str, float | None, Callable[[float], bool] | None, str]] = [
         ("local bookd >= 2.5x baseline", local.get("bookd/baseline"), lambda v: v >= 2.5, "x"),
         ("local bookd >= 80% of ceiling", local.get("bookd/ceiling"), lambda v: v >= 0.8, "x"),
         ("20 ms bookd >= 10x baseline", delayed.get("bookd/baseline"), lambda v: v >= 10, "x"),
+        (
+            "20 ms, 50 groups: bookd >= 20x baseline",
+            delayed.get("bookd/baseline"),
+            lambda v: v >= 20,
+            "x",
+        ),
+        (
+            "20 ms, one group: bookd >= 10x baseline",
+            one_group.get("bookd/baseline"),
+            lambda v: v >= 10,
+            "x",
+        ),
+        (
+            "200 ms, network-bound: two instances >= 1.8x one",
+            scale_out.get("two/one instance"),
+            lambda v: v >= 1.8,
+            "x",
+        ),
+        ("20 ms bookd >= 90% of call floor", delayed.get("bookd/floor"), lambda v: v >= 0.9, "x"),
+        ("local bookd / call floor (reported)", local.get("bookd/floor"), None, "x"),
+        (
+            f"local listener CPU/book < {previous:.1f} ms (the previous figure)",
+            listener_cpu_ms,
+            lambda v: v < previous,
+            "ms",
+        ),
         ("/health p99 < 100 ms while saturated", health_p99, lambda v: v < 0.1, "s"),
         ("listener RSS growth 1k -> 10k <= 20 MB", growth, lambda v: v <= 20, "MB"),
     ]
@@ -65,7 +131,7 @@ def evaluate_targets(
             "target": name,
             "value": value,
             "unit": unit,
-            "passed": value is not None and ok(value),
+            "passed": None if ok is None else (value is not None and ok(value)),
         }
         for name, value, ok, unit in rows
     ]
@@ -73,6 +139,10 @@ def evaluate_targets(
 
 def _num(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _env(env: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in env.items()) or "defaults"
 
 
 def table(runs: list[Run]) -> str:
@@ -100,14 +170,24 @@ def markdown(result: dict[str, Any], runs: list[Run]) -> str:
     parts += [
         "## Ratios",
         "",
-        "| mode | bookd/baseline | bookd/ceiling (median) | bookd/ceiling by round |",
-        "|---|---:|---:|---|",
+        "| mode | bookd/baseline | bookd/floor (median) | bookd/floor by round "
+        "| bookd/ceiling (median) | bookd/ceiling by round | two/one instance |",
+        "|---|---:|---:|---|---:|---|---:|",
     ]
     for mode, r in result["ratios"].items():
-        rounds = ", ".join(_num(v) for v in r["bookd/ceiling by round"]) or "-"
+        floors = ", ".join(_num(v) for v in r["bookd/floor by round"]) or "-"
+        ceilings = ", ".join(_num(v) for v in r["bookd/ceiling by round"]) or "-"
         parts.append(
-            f"| {mode} | {_num(r['bookd/baseline'])} | {_num(r['bookd/ceiling'])} | {rounds} |"
+            f"| {mode} | {_num(r['bookd/baseline'])} | {_num(r['bookd/floor'])} | {floors} "
+            f"| {_num(r['bookd/ceiling'])} | {ceilings} | {_num(r['two/one instance'])} |"
         )
+    parts += [
+        "",
+        f"Listener CPU per book, local (median of the rounds): "
+        f"{_num(result['listener_cpu_ms_per_book'])} ms.",
+        f"bookd's settings: {_env(result['bookd_env'])}; in the scale-out runs: "
+        f"{_env(result['scale_out_env'])}.",
+    ]
     http, memory = result["http"], result["memory"]
     parts += ["", "## While bookd is saturated (local memory run)", ""]
     parts.append(
@@ -149,9 +229,10 @@ def markdown(result: dict[str, Any], runs: list[Run]) -> str:
     )
     if result["targets"] is not None:
         parts += ["", "## Targets", "", "| target | value | result |", "|---|---:|---|"]
+        verdicts = {True: "PASS", False: "FAIL", None: "reported"}
         for t in result["targets"]:
             value = f"{_num(t['value'], 3)} {t['unit']}"
-            parts.append(f"| {t['target']} | {value} | {'PASS' if t['passed'] else 'FAIL'} |")
+            parts.append(f"| {t['target']} | {value} | {verdicts[t['passed']]} |")
     parts += ["", "## Correctness", ""]
     parts.append("All checks passed." if result["correctness"]["passed"] else "FAILED:")
     parts += [f"- {p}" for p in result["correctness"]["problems"]]
@@ -163,13 +244,19 @@ def markdown(result: dict[str, Any], runs: list[Run]) -> str:
     return "\n".join(parts) + "\n"
 
 
-COLORS = {"baseline": "#999999", "bookd": "#1f77b4", "ceiling": "#2ca02c"}
+COLORS = {
+    "baseline": "#999999",
+    "bookd": "#1f77b4",
+    "floor": "#ff7f0e",
+    "ceiling": "#2ca02c",
+    "bookd x2": "#17becf",
+}
 
 
 def chart(runs: list[Run], modes: list[str], path: Path) -> None:
     """Messages per second of each contender, one panel per mode: the median over its
     rounds as a bar, each round as a dot."""
-    fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(modes), figsize=(4.5 * len(modes), 4.5), squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=True):
         shown = [(c, found) for c in CONTENDERS if (found := find_all(runs, c, mode))]
         positions = range(len(shown))
@@ -184,8 +271,10 @@ def chart(runs: list[Run], modes: list[str], path: Path) -> None:
             if len(found) > 1:
                 # Beside the bar's label, not over it.
                 ax.plot([x + 0.3] * len(found), [r.rate for r in found], "k.", alpha=0.6)
-        books = shown[0][1][0].books if shown else 0
-        ax.set_title(f"{mode} ({books} books)")
+        first = shown[0][1][0] if shown else None
+        groups = f"{first.groups} group{'s' if first.groups != 1 else ''}" if first else ""
+        size = f"{first.books} books, {groups}" if first else "no run"
+        ax.set_title(f"{mode}\n({size})")
         ax.set_ylabel("messages (PutObjects) per second")
     fig.suptitle("bookd benchmark: throughput against LocalStack (bars: median of rounds)")
     fig.tight_layout()

@@ -1,12 +1,19 @@
-"""`python -m bench.run`: the benchmark of issue 4, in one command and one run.
+"""`python -m bench.run`: the benchmark of issues 4 and 10, in one command and one run.
 
-Against the LocalStack of the settings (BOOKD_ENDPOINT_URL), for each mode (direct,
-then 20 ms added to every request by a loopback proxy): the plain pySqsListener
-baseline, bookd's real stack, and the PutObject ceiling, each on fresh queues and
-buckets with the same generated books; locally bookd and the ceiling alternate
-for a few rounds (Plan.rounds). Then one bookd-only run for the listener's
-memory, with the HTTP load while it is saturated. Exit 1 if any correctness check
-failed (targets are reported, not enforced), 2 if LocalStack is not there.
+Against the LocalStack of the settings (BOOKD_ENDPOINT_URL), each on fresh queues
+and buckets with generated books:
+
+- local, then with 20 ms added to every request by a loopback proxy, 50 groups: the
+  plain pySqsListener baseline, then rounds of bookd's real stack, the call floor
+  (only the calls bookd must make) and the PutObject ceiling (Plan.rounds);
+- 20 ms, every book in one FIFO group: the baseline and bookd;
+- 200 ms, 50 groups, a few receive loops per instance (the network bounds each
+  one): one bookd instance, then two complete instances on the same queues;
+- one bookd-only run for the listener's memory, with the HTTP load while it is
+  saturated.
+
+Exit 1 if any correctness check failed (targets are reported, not enforced), 2 if
+LocalStack is not there.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from bench.contenders import (
     Run,
     baseline_consumer,
     bookd_consumer,
+    floor_consumer,
     run_ceiling,
     run_queue_contender,
 )
@@ -56,8 +64,16 @@ class Plan:
     books: int = 2000
     groups: int = 50
     delayed_books: int = 1000
-    """Books in the 20 ms runs: fewer, since the baseline does about 8 a second there."""
+    """Books in the 20 ms runs over ``groups``: fewer, as the baseline does about 8 a second."""
     delay: float = 0.02
+    one_group_books: int = 500
+    """Books in the 20 ms runs with every book in one FIFO group."""
+    scale_out_books: int = 1500
+    """Books in the scale-out runs (one instance, then two), over ``groups`` groups."""
+    scale_out_delay: float = 0.2
+    """Seconds added to every request in the scale-out runs: the network bounds each instance."""
+    scale_out_receivers: int = 4
+    """BOOKD_RECEIVERS of each instance in the scale-out runs, whatever --env says."""
     memory_marks: tuple[int, int] = (1000, 10_000)
     """Messages after which the listener's RSS is read; the second is the run's size."""
     http_clients: int = 50
@@ -67,12 +83,23 @@ class Plan:
     """Seconds between one client's requests: 50 health checkers polling twice a second."""
     threads: tuple[int, ...] = (1, 4, 16)
     rounds: int = 3
-    """Local rounds of bookd then the ceiling; a ratio to the ceiling is their median.
+    """Rounds of bookd, the call floor and the ceiling, locally and at 20 ms; a ratio to
+    the floor or the ceiling is the median of the rounds' ratios.
 
     The machine's speed drifts by a quarter within minutes (the ceiling alone measured
-    214 to 316 puts/s across runs), so each bookd run is set against a ceiling taken
-    right after it, and the median of those ratios is the one judged."""
+    214 to 316 puts/s across runs), so each bookd run is set against a floor and a
+    ceiling taken right after it, and the median of those ratios is the one judged."""
     evaluate_targets: bool = True
+
+    def modes(self) -> report.Modes:
+        """The modes' names, which say their delays."""
+        delayed = f"{self.delay * 1000:.0f}ms"
+        return report.Modes(
+            local="local",
+            delayed=delayed,
+            one_group=f"{delayed}-one-group",
+            scale_out=f"{self.scale_out_delay * 1000:.0f}ms-scale-out",
+        )
 
 
 FULL = Plan()
@@ -80,6 +107,8 @@ SMALL = Plan(
     books=100,
     groups=10,
     delayed_books=30,
+    one_group_books=30,
+    scale_out_books=120,
     memory_marks=(200, 400),
     http_requests=4,
     rounds=2,
@@ -157,9 +186,11 @@ def attempt(
         traceback.print_exc()
         result = Run(contender, mode, books, groups, round=round, problems=[f"run failed: {exc!r}"])
     state = "correct" if result.passed else f"INCORRECT: {result.problems}"
+    cpu = result.cpu_ms_per_book
     print(
-        f"{mode:>11} {contender:<8} #{round} {result.books:>6} books {result.seconds:7.1f} s "
-        f"{result.rate:8.1f} msg/s  {state}",
+        f"{mode:>15} {contender:<8} #{round} {result.books:>6} books {result.seconds:7.1f} s "
+        f"{result.rate:8.1f} msg/s  CPU ms/book {cpu.get('consumer', 0):5.2f} "
+        f"+ LocalStack {cpu.get('localstack', 0):5.2f}  {state}",
         flush=True,
     )
     return result
@@ -174,39 +205,29 @@ def run_mode(
     plan: Plan,
     work: Path,
     env: dict[str, str],
-    rounds: int = 1,
 ) -> list[Run]:
-    """The baseline, then ``rounds`` of bookd and the ceiling, on one workload and endpoint."""
+    """The baseline, then rounds of bookd, the call floor and the ceiling, on one workload.
+
+    The floor runs right after bookd: their ratio is the one that measures bookd's
+    own overhead, and the machine's speed drifts within minutes.
+    """
     size = (len(workload.books), workload.groups)
-    runs = [
-        attempt(
-            "baseline",
-            mode,
-            *size,
-            lambda: run_queue_contender(
-                "baseline",
-                mode,
-                base,
-                workload,
-                endpoint=endpoint,
-                start=lambda s: baseline_consumer(s, work / f"{mode}-baseline"),
-            ),
-        )
-    ]
+    runs = [baseline_run(mode, base, workload, endpoint=endpoint, work=work)]
     threads = plan.threads
-    for n in range(1, rounds + 1):
+    for n in range(1, plan.rounds + 1):
+        runs.append(bookd_run(mode, base, workload, endpoint=endpoint, work=work, env=env, n=n))
         runs.append(
             attempt(
-                "bookd",
+                "floor",
                 mode,
                 *size,
                 lambda n=n: run_queue_contender(
-                    "bookd",
+                    "floor",
                     mode,
                     base,
                     workload,
                     endpoint=endpoint,
-                    start=lambda s: bookd_consumer(s, work / f"{mode}-bookd-{n}", env),
+                    start=lambda s: floor_consumer(s, work / f"{mode}-floor-{n}", env),
                     round=n,
                 ),
                 round=n,
@@ -228,16 +249,67 @@ def run_mode(
     return runs
 
 
+def baseline_run(
+    mode: str, base: Settings, workload: Workload, *, endpoint: str, work: Path
+) -> Run:
+    return attempt(
+        "baseline",
+        mode,
+        len(workload.books),
+        workload.groups,
+        lambda: run_queue_contender(
+            "baseline",
+            mode,
+            base,
+            workload,
+            endpoint=endpoint,
+            start=lambda s: baseline_consumer(s, work / f"{mode}-baseline"),
+        ),
+    )
+
+
+def bookd_run(
+    mode: str,
+    base: Settings,
+    workload: Workload,
+    *,
+    endpoint: str,
+    work: Path,
+    env: dict[str, str],
+    n: int = 1,
+    instances: int = 1,
+) -> Run:
+    """bookd's stack (``instances`` of them on the same queues) on ``workload``."""
+    name = "bookd" if instances == 1 else f"bookd x{instances}"
+    return attempt(
+        name,
+        mode,
+        len(workload.books),
+        workload.groups,
+        lambda: run_queue_contender(
+            name,
+            mode,
+            base,
+            workload,
+            endpoint=endpoint,
+            start=lambda s: bookd_consumer(
+                s, work / f"{mode}-{name.replace(' ', '')}-{n}", env, instances=instances
+            ),
+            round=n,
+        ),
+        round=n,
+    )
+
+
 def run_all(
     plan: Plan, base: Settings, work: Path, bookd_env: dict[str, str]
-) -> tuple[list[Run], list[str], SaturationProbe]:
-    """Every run of the benchmark, in order; the proxy lives only as long as they do."""
+) -> tuple[list[Run], report.Modes, SaturationProbe]:
+    """Every run of the benchmark, in order; the proxies live only as long as they do."""
     target = urlsplit(base.endpoint_url)
-    proxy = Proxy((target.hostname, target.port or 80), delay=plan.delay).start()
-    modes = {
-        "local": (base.endpoint_url, make_workload(plan.books, plan.groups)),
-        f"{plan.delay * 1000:.0f}ms": (proxy.url, make_workload(plan.delayed_books, plan.groups)),
-    }
+    upstream = (target.hostname or "127.0.0.1", target.port or 80)
+    delayed = Proxy(upstream, delay=plan.delay).start()
+    far = Proxy(upstream, delay=plan.scale_out_delay).start()
+    modes = plan.modes()
     probe = SaturationProbe(
         first_mark=plan.memory_marks[0],
         http_clients=plan.http_clients,
@@ -246,20 +318,37 @@ def run_all(
     )
     runs: list[Run] = []
     try:
-        for mode, (endpoint, workload) in modes.items():
+        for mode, endpoint, workload in (
+            (modes.local, base.endpoint_url, make_workload(plan.books, plan.groups)),
+            (modes.delayed, delayed.url, make_workload(plan.delayed_books, plan.groups)),
+        ):
             runs += run_mode(
-                mode,
-                base,
-                workload,
-                endpoint=endpoint,
-                plan=plan,
-                work=work,
-                env=bookd_env,
-                # The 20 ms runs are judged against the baseline only, which moves little.
-                rounds=plan.rounds if mode == "local" else 1,
+                mode, base, workload, endpoint=endpoint, plan=plan, work=work, env=bookd_env
+            )
+        # Every book in one FIFO group: one receive's books at a time, whoever consumes.
+        one_group = make_workload(plan.one_group_books, 1)
+        for run in (baseline_run, bookd_run):
+            kwargs = {"env": bookd_env} if run is bookd_run else {}
+            runs.append(
+                run(modes.one_group, base, one_group, endpoint=delayed.url, work=work, **kwargs)
+            )
+        # Scale-out: the same books for one instance, then two; the network bounds each.
+        wide = make_workload(plan.scale_out_books, plan.groups)
+        for instances in (1, 2):
+            runs.append(
+                bookd_run(
+                    modes.scale_out,
+                    base,
+                    wide,
+                    endpoint=far.url,
+                    work=work,
+                    env=scale_out_env(plan, bookd_env),
+                    instances=instances,
+                )
             )
     finally:
-        proxy.stop()
+        delayed.stop()
+        far.stop()
     # The memory run: bookd alone, local, with the HTTP load once it is saturated.
     count = plan.memory_marks[1]
     memory_workload = make_workload(count, plan.groups)
@@ -280,7 +369,12 @@ def run_all(
             ),
         )
     )
-    return runs, list(modes), probe
+    return runs, modes, probe
+
+
+def scale_out_env(plan: Plan, bookd_env: dict[str, str]) -> dict[str, str]:
+    """bookd's environment in the scale-out runs: a fixed, small number of receive loops."""
+    return {**bookd_env, "BOOKD_RECEIVERS": str(plan.scale_out_receivers)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,19 +398,22 @@ def main(argv: list[str] | None = None) -> int:
         runs, modes, probe = run_all(plan, base, work, bookd_env)
         problems = [f"{r.mode} {r.contender}: {p}" for r in runs for p in r.problems]
         problems += probe.problems
-        ratios = report.ratios(runs, modes)
+        ratios = report.ratios(runs, modes.names())
+        cost = report.listener_cpu(runs, modes.local)
         result: dict[str, Any] = {
             "contenders": list(report.CONTENDERS),
-            "modes": modes,
+            "modes": modes.names(),
             "plan": asdict(plan),
             "bookd_env": bookd_env,
+            "scale_out_env": scale_out_env(plan, bookd_env),
             "ratios": ratios,
+            "listener_cpu_ms_per_book": cost,
             "http": probe.http,
             "http_idle": probe.http_idle,
             "http_max_rate": probe.http_max,
             "memory": probe.memory,
             "targets": (
-                report.evaluate_targets(ratios, probe.http, probe.memory)
+                report.evaluate_targets(ratios, modes, probe.http, probe.memory, cost)
                 if plan.evaluate_targets
                 else None
             ),
@@ -328,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "total_seconds": time.monotonic() - began,
         }
-        report.write(result, runs, modes, args.results)
+        report.write(result, runs, modes.names(), args.results)
         print()
         print(report.markdown(result, runs))
         print(f"written to {args.results}/latest.md, latest.json and latest.png")
@@ -344,34 +441,54 @@ def main(argv: list[str] | None = None) -> int:
 
 def notes(plan: Plan) -> list[str]:
     """How the numbers were taken, for whoever reads the report."""
+    delay = f"{plan.delay * 1000:.0f} ms"
+    far = f"{plan.scale_out_delay * 1000:.0f} ms"
     out = [
-        "msg/s: books / (last output's SentTimestamp - the moment the consumer was ready): "
-        "the listener's connected_at from GET /, the baseline's line once its clients exist. "
-        "The ceiling is likewise timed from its first put, so none is charged for interpreter "
-        "start-up or client set-up; start-up s shows what that was. "
+        "msg/s: books announced after the consumer was ready / (last output's SentTimestamp - "
+        "that moment): the listener's connected_at from GET /, the baseline's and the floor's "
+        "line once their clients exist; for two instances, the later of their two "
+        "connected_at, and what one announced before that (announced_before_ready) is not "
+        "counted. The ceiling is likewise timed from its first put, so none is charged for "
+        "interpreter start-up or client set-up; start-up s shows what that was. "
         "steady msg/s: from the first output to the last.",
-        f"local: {plan.rounds} rounds of bookd then the ceiling (later rounds with the first "
-        "round's best pool); bookd/ceiling is the median of the rounds' ratios, "
-        "bookd/baseline the median bookd rate over the baseline's.",
-        "CPU ms/book: the consumer process's (the listener, the baseline, or the ceiling's "
-        "client threads) and, when it runs on this host, LocalStack's, over the run "
-        "(LocalStack's includes the bench's progress polls, about 4 calls a second).",
+        f"local and {delay}: {plan.rounds} rounds of bookd, then the call floor, then the "
+        "ceiling (later rounds with the first round's best pool); bookd/floor and "
+        "bookd/ceiling are the medians of the rounds' ratios, bookd/baseline the median "
+        "bookd rate over the baseline's.",
+        "call floor (bench/floor.py): only the calls bookd must make, through bookd's own "
+        "clients and adapters (bookd.aws), with bookd's BOOKD_RECEIVERS receive loops and "
+        "BOOKD_CONCURRENCY upload threads: a receive of 10 (long poll), one PutObject per book "
+        "(a receive's books at once), one SendMessageBatch of each group's announcements in "
+        "order (bookd's body and deduplication id), one DeleteMessageBatch; no validation, "
+        "retries, heartbeat, metrics or logs. bookd/floor is what bookd's own work costs it.",
+        "CPU ms/book: the consumer process's (the listener, summed over instances; the "
+        "baseline; the floor; or the ceiling's client threads), from its start, and, when it "
+        "runs on this host, LocalStack's, over the run (LocalStack's includes the bench's "
+        "progress polls, about 4 calls a second, and bookd's start-up calls).",
         "latency: from the client's wall clock when the preload's SendMessageBatch returned "
         "to LocalStack's SentTimestamp of the output (one host, one clock). The queue is "
         "preloaded, so this is mostly time waiting in the queue: about half the run at p50.",
         "ceiling: bookd's PutObject call (BookStore.put) alone, same bodies, from pools of "
         f"{', '.join(map(str, plan.threads))} threads; the best pool counts.",
-        f"{plan.delay * 1000:.0f} ms mode: a loopback proxy delays each request by that much; "
+        f"{delay} mode: a loopback proxy delays each request by that much; "
         "consumers go through it, preloading and checks do not. A PutObject sent with "
         "botocore's default 'Expect: 100-continue' (the baseline's) pays it twice, as it "
         "would on a real network.",
+        f"{delay}, one group: {plan.one_group_books} books, all in one FIFO group, so SQS "
+        "hands out one receive's books at a time (up to 10) to whoever consumes; bookd "
+        "uploads those of different titles at once (BOOKD_GROUP_MODE=parallel).",
+        f"{far} scale-out: {plan.scale_out_books} books over {plan.groups} groups, {far} per "
+        f"request, BOOKD_RECEIVERS={plan.scale_out_receivers} per instance (scale_out_env), "
+        "so waiting on the network, not the CPU, bounds each instance; one instance, then "
+        "two complete stacks (supervisord, Gunicorn, listener each) on the same queues, "
+        "started at once. two/one is the rate of the two over the rate of one.",
         "bookd runs as in production: supervisord, Gunicorn with 4 workers, one listener, "
         "its default settings unless named in bookd_env.",
     ]
     if plan.delayed_books < plan.books:
         out.append(
-            f"the {plan.delay * 1000:.0f} ms runs use {plan.delayed_books} books instead of "
-            f"{plan.books}: the baseline pays five round trips per message there (receive, "
+            f"the {delay} runs over {plan.groups} groups use {plan.delayed_books} books instead "
+            f"of {plan.books}: the baseline pays five round trips per message there (receive, "
             "PutObject twice, send, delete), so the full workload would take it over 3 minutes."
         )
     return out

@@ -11,6 +11,7 @@ once the calls that failed work again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -149,10 +150,14 @@ class BookListener(SqsListener):
         metrics.init_labels()
         self._dependencies_changed()
         self._initialize_client()
-        self._tick()  # at once: an operator's stop (DELETE /) during the start is honoured
+        # At once: an operator's stop (DELETE /) during the start is honoured. The queue
+        # gauges wait for the next tick: their three calls would hold up the first receive.
+        self._tick(gauges=False)
         if not self.connected:
             return
         self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="group")
+        for pool in (self._pool, self._uploads):
+            _start_threads(pool, self.settings.concurrency)
         receivers = [
             threading.Thread(target=self._receive_loop, name=f"receiver-{i}", daemon=True)
             for i in range(self.settings.receivers)
@@ -176,14 +181,14 @@ class BookListener(SqsListener):
             self._tick()
             log.info("Listener %s: stopped", os.getpid())
 
-    def _tick(self) -> None:
+    def _tick(self, *, gauges: bool = True) -> None:
         # Housekeeping (the status file, the owner check, the queue gauges) must never
         # wedge the listener: its failure is logged once, then again only after it
         # worked in between.
         try:
             if self._on_tick is not None:
                 self._on_tick(self)
-            if self.connected:
+            if self.connected and gauges:
                 self._gauges.refresh(self)
         except Exception:  # logged top-level housekeeping; the listener goes on
             if not self._tick_failed:
@@ -313,6 +318,23 @@ class QueueGauges:
             age = self._age + (wall - self._age_at)
         self._age, self._age_at = max(age, 0.0), wall
         return self._age
+
+
+def _start_threads(pool: ThreadPoolExecutor, count: int) -> None:
+    """Start ``count`` threads of the pool now, before the receive loops run.
+
+    A ThreadPoolExecutor starts its threads one per submit, each under a lock that
+    every pool of the process shares, and waits for the thread to run: on the first
+    receives, with dozens of threads wanting the GIL, those starts queued up for a
+    fifth of a second before the first upload. Tasks that wait for each other make
+    the pool start a thread for each.
+    """
+    gate = threading.Barrier(count + 1)
+    for _ in range(count):
+        pool.submit(gate.wait, timeout=10)
+    # Only an optimisation: if the threads are slow to come, the pool works anyway.
+    with contextlib.suppress(threading.BrokenBarrierError):
+        gate.wait(timeout=10)
 
 
 def install_stop_signals(listener: BookListener) -> None:

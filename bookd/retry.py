@@ -64,14 +64,18 @@ class Backoff:
         self.first = first
         self.cap = cap
         self.tries = 0
-        self._rng = rng or random.Random()
+        # The random module's shared source by default: a Backoff is made for every call
+        # bookd retries (several per book), and seeding a Random of its own costs more
+        # than the rest of that call's bookkeeping. Each draw moves the shared state, so
+        # two loops still never wait alike.
+        self._uniform = rng.uniform if rng is not None else random.uniform
 
     def next(self) -> float:
         ceiling = min(self.cap, self.first * 2 ** min(self.tries, 30))
         self.tries += 1
         # "Equal jitter": never less than half, so no loop gets hot; never the same
         # for two loops, so they do not hit a recovering service at the same instant.
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        return ceiling / 2 + self._uniform(0, ceiling / 2)
 
 
 @dataclass

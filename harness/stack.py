@@ -54,7 +54,12 @@ class Stack:
 
     # --- life -------------------------------------------------------------
 
-    def start(self, *, timeout: float = 40.0) -> Stack:
+    def start(self, *, timeout: float = 40.0, state: str = "running") -> Stack:
+        """Start supervisord; return once GET / reports the listener ``state``.
+
+        "stopped" for a stack started with the listener held back (the stop flag,
+        bookd.supervision.StateDir.disabled, made before the start).
+        """
         self.supervisord = subprocess.Popen(
             [
                 str(BIN / "supervisord"),
@@ -71,7 +76,7 @@ class Stack:
             stdout=open(self.tmp / "stack.log", "ab"),  # noqa: SIM115 - closed with the process
             stderr=subprocess.STDOUT,
         )
-        assert wait_for(lambda: self.listener_state() == "running", timeout=timeout), (
+        assert wait_for(lambda: self.listener_state() == state, timeout=timeout), (
             f"the stack did not come up within {timeout} s:\n{self.log_tail()}"
         )
         return self

@@ -18,11 +18,14 @@ def test_backoff_grows_to_its_cap_and_never_gets_hot():
 
 
 def test_sixteen_loops_do_not_retry_in_lockstep():
-    # Each loop has its own random source, as each Backoff() does in the listener.
+    # Each loop with a random source of its own,
     loops = [Backoff(rng=random.Random(seed)) for seed in range(16)]
     retried_at = [sum(b.next() for _ in range(6)) for b in loops]
     assert len(set(retried_at)) == 16
     assert max(retried_at) - min(retried_at) > 1.0, "their sixth retries spread over seconds"
+    # and, as in the listener, all drawing from the random module's shared one.
+    shared = [Backoff() for _ in range(16)]
+    assert len({b.next() for b in shared}) == 16
 
 
 def test_a_budget_is_used_up_only_when_both_its_tries_and_its_time_are():
