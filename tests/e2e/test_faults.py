@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(720)  # eight scenarios, about 4 minutes on 2 shared cores
 def test_every_fault_scenario_loses_duplicates_reorders_and_dead_letters_nothing(
     base_settings, tmp_path
 ):
@@ -24,7 +25,7 @@ def test_every_fault_scenario_loses_duplicates_reorders_and_dead_letters_nothing
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=700,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     data = json.loads((tmp_path / "latest.json").read_text())
