@@ -174,8 +174,10 @@ def kill_listener(run: Run) -> float | None:
     rng = random.Random(20)
     last_kill = time.monotonic()
     kills = 0
+    killed: set[int] = set()
     for _ in range(run.size.kills):
-        pid = wait_for(lambda: _running_listener(stack), timeout=30)
+        # Not the one just killed: it can still look alive, lock and all, for a moment.
+        pid = wait_for(lambda: _running_listener(stack, not_one_of=killed), timeout=30)
         if not pid:
             run.failures.append(f"no listener came back after kill {kills}")
             break
@@ -184,14 +186,15 @@ def kill_listener(run: Run) -> float | None:
         lived = time.time() - started_at(pid)
         time.sleep(max(0.0, STABLE_SECONDS - lived) + rng.uniform(0.1, 1.5))
         os.kill(pid, signal.SIGKILL)
+        killed.add(pid)
         kills += 1
         last_kill = time.monotonic()
     run.notes.append(f"{kills} kills of the listener, each at a random moment of its work")
     return run.wait_done(timeout=run.size.done_within) - last_kill
 
 
-def _running_listener(stack: Stack) -> int | None:
-    pids = stack.processes(kind="listener")
+def _running_listener(stack: Stack, *, not_one_of: set[int]) -> int | None:
+    pids = [p for p in stack.processes(kind="listener") if p not in not_one_of]
     if len(pids) == 1 and stack.listener_state() == "running":
         return pids[0]
     return None
