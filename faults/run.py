@@ -69,10 +69,16 @@ def run_one(name: str, base: Settings, work: Path, size: Size) -> Result:
     began = time.monotonic()
     try:
         with Run(base, work / name.replace(" ", "-"), size) as run:
-            recovery = SCENARIOS[name](run)
+            try:
+                recovery = SCENARIOS[name](run)
+            except Exception as exc:  # still audit what it sent: a crash must not hide a loss
+                traceback.print_exc()
+                run.failures.append(f"the scenario crashed: {exc!r}")
+                recovery = None
+                run.wait_done(timeout=size.done_within)
             outcome = run.finish()
             result = Result(name, outcome, recovery, run.notes, run.failures)
-    except Exception as exc:  # reported as a failed scenario, then on to the next
+    except Exception as exc:  # set-up or audit failed: a failed scenario, then on to the next
         traceback.print_exc()
         result = Result(name, Outcome(), None, [], [f"the scenario crashed: {exc!r}"])
     verdict = "pass" if result.passed else "FAIL"
