@@ -112,7 +112,7 @@ def listen(settings: Settings, owner: int | None) -> None:
     """Run the listener in the foreground until SIGTERM or Ctrl-C."""
     from bookd import logs
     from bookd.listener import BookListener, install_stop_signals
-    from bookd.supervision import LOCK_WAIT, StateDir, StatusReporter, hold_listener_lock
+    from bookd.supervision import LOCK_WAIT, StateDir, Supervised, hold_listener_lock
 
     logs.setup(settings)  # a service: its lines go to stdout, as Gunicorn's do
     state = StateDir(settings.state_dir)
@@ -122,7 +122,7 @@ def listen(settings: Settings, owner: int | None) -> None:
         if not mine:
             click.echo(f"bookd: another listener holds {state.lock}; not starting", err=True)
             sys.exit(EXIT_LOCKED)
-        listener = BookListener(settings, on_tick=StatusReporter(settings, owner_pid=owner))
+        listener = BookListener(settings, on_tick=Supervised(settings, owner_pid=owner))
         install_stop_signals(listener)
         listener.listen()
 

@@ -365,21 +365,34 @@ class Keeper(threading.Thread):
         self.stopped.set()
 
 
-class StatusReporter:
-    """The listener's side: writes its status file each second and watches its owner."""
+class Supervised:
+    """The listener's side of supervision, run on each of its ticks (about once a second).
+
+    Two duties, in this order: stop if an operator asked (DELETE /) or the owner (the
+    Gunicorn master) is gone, then write the status file that GET / and the probes read.
+    """
 
     def __init__(self, settings: Settings, *, owner_pid: int | None) -> None:
         self.state = StateDir(settings.state_dir)
         self.owner_pid = owner_pid
 
     def __call__(self, listener: Any) -> None:
-        if not listener.stopping:
-            if self.state.disabled.exists():
-                log.info("Listener %s: stopped on request (DELETE /); stopping", os.getpid())
-                listener.stop()
-            elif self.owner_pid and not pid_alive(self.owner_pid):
-                log.warning("Listener %s: owner %s is gone; stopping", os.getpid(), self.owner_pid)
-                listener.stop()
+        self.stop_if_unwanted(listener)
+        self.write_status(listener)
+
+    def stop_if_unwanted(self, listener: Any) -> None:
+        """Stop the listener if an operator stopped it or its owner is gone."""
+        if listener.stopping:
+            return
+        if self.state.disabled.exists():
+            log.info("Listener %s: stopped on request (DELETE /); stopping", os.getpid())
+            listener.stop()
+        elif self.owner_pid and not pid_alive(self.owner_pid):
+            log.warning("Listener %s: owner %s is gone; stopping", os.getpid(), self.owner_pid)
+            listener.stop()
+
+    def write_status(self, listener: Any) -> None:
+        """Write the status file: state, times, books held and the dependencies' states."""
         if listener.stopping:
             state = "stopping"
         else:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from bookd.aws import make_client
 from bookd.cli import EXIT_DOWN, EXIT_LOCKED, main
 from bookd.listener import BookListener
-from bookd.supervision import StateDir, StatusReporter, hold_listener_lock
+from bookd.supervision import StateDir, Supervised, hold_listener_lock
 from harness.waiting import wait_for
 
 BOOK = {"id": "1", "title": "t", "author": "A", "year": "1999", "genre": "scifi"}
@@ -131,9 +131,7 @@ def test_status_exits_4_when_the_listener_is_down_and_0_when_all_is_up(state_set
     state = StateDir(state_settings.state_dir)
     state.path.mkdir(parents=True)
     with hold_listener_lock(state, timeout=1):
-        listener = BookListener(
-            state_settings, on_tick=StatusReporter(state_settings, owner_pid=None)
-        )
+        listener = BookListener(state_settings, on_tick=Supervised(state_settings, owner_pid=None))
         thread = threading.Thread(target=listener.listen, daemon=True)
         thread.start()
         try:

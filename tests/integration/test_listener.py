@@ -12,7 +12,7 @@ from bookd.aws import Queue, make_client
 from bookd.listener import BookListener
 from bookd.ports import Message, Outgoing
 from bookd.processing import RETRIES_EXHAUSTED
-from bookd.supervision import StateDir, StatusReporter
+from bookd.supervision import StateDir, Supervised
 from harness.proxy import Fault, Proxy
 from harness.waiting import wait_for
 
@@ -171,8 +171,8 @@ def test_a_stop_requested_while_the_listener_starts_is_honoured(settings, tmp_pa
     state = StateDir(tmp_path / "state")
     state.path.mkdir()
     state.disabled.touch()  # DELETE / came before the listener had written anything
-    reporter = StatusReporter(settings.replace(state_dir=state.path), owner_pid=None)
-    listener = BookListener(settings, on_tick=reporter)
+    supervised = Supervised(settings.replace(state_dir=state.path), owner_pid=None)
+    listener = BookListener(settings, on_tick=supervised)
     thread = threading.Thread(target=listener.listen, daemon=True)
     began = time.monotonic()
     thread.start()
