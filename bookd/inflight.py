@@ -27,6 +27,9 @@ MAX_HOLD_SECONDS = 12 * 3600 - 120
 LAPSE_MARGIN = 2.0
 """Seconds before its visibility ends that a message counts as lapsed (clocks, latency)."""
 
+HEARTBEAT_SECONDS = 1.0
+"""How often the listener's heartbeat looks for messages to extend."""
+
 
 @dataclass
 class _Held:
@@ -88,13 +91,18 @@ class Inflight:
             return self._clock() > held.deadline - LAPSE_MARGIN
 
     def due(self) -> list[Message]:
-        """Messages to extend now: less than half the visibility left, and still extendable."""
+        """Messages to extend now: less than half the visibility left, and still extendable.
+
+        Never later than two heartbeats before a message would count as lapsed, so a
+        short visibility (5 s) still leaves a beat, and a slow call, to extend it.
+        """
         now = self._clock()
+        extend_below = max(self.visibility_timeout / 2, LAPSE_MARGIN + 2 * HEARTBEAT_SECONDS)
         with self._lock:
             return [
                 h.message
                 for h in self._held.values()
-                if h.deadline - now < self.visibility_timeout / 2
+                if h.deadline - now < extend_below
                 and now + self.visibility_timeout < h.received_at + MAX_HOLD_SECONDS
                 and h.deadline - LAPSE_MARGIN > now  # a lapsed hold is never revived
             ]

@@ -30,7 +30,7 @@ from bookd.books import Book, parse_book
 from bookd.config import Settings
 from bookd.dependencies import SERVICES, Dependencies
 from bookd.errors import AwsFault
-from bookd.inflight import Inflight
+from bookd.inflight import HEARTBEAT_SECONDS, Inflight
 from bookd.ports import Message
 from bookd.processing import Processor
 from bookd.retry import Backoff, Retry
@@ -235,10 +235,10 @@ class BookListener(SqsListener):
                 self.inflight.release(messages)
 
     def _heartbeat_loop(self) -> None:
-        # Extends messages held longer than half the visibility timeout, so a slow job
+        # Extends messages whose visibility runs low (Inflight.due), so a slow job
         # (or one waiting out an outage) is never handed to a second consumer. Only an
         # extension that worked moves a message's deadline. Runs until receivers end.
-        while not self._receivers_done.wait(1.0):
+        while not self._receivers_done.wait(HEARTBEAT_SECONDS):
             self.inflight.beat(self._input)
 
     def _hand_back(self, messages: list[Any]) -> None:

@@ -68,3 +68,18 @@ def test_later_messages_of_a_group_still_held_are_handed_back_not_worked():
     assert [x.message_id for x in again][0] == m.message_id
     assert work == []
     assert [x.body for x in back] == ["0", "1"]
+
+
+def test_the_shortest_visibility_is_kept_whatever_the_heartbeat_s_phase():
+    # BOOKD_VISIBILITY_TIMEOUT=5 once left half a second between "due" and "lapsed",
+    # less than one heartbeat: a beat landing after the receive's first half second
+    # found the message not yet due, and the next one found it lapsed.
+    from bookd.inflight import HEARTBEAT_SECONDS
+
+    for tenth in range(10):
+        clock, queue, inflight, m = held(visibility=5)
+        clock.advance(tenth / 10 * HEARTBEAT_SECONDS)
+        for _ in range(30):
+            clock.advance(HEARTBEAT_SECONDS)
+            inflight.beat(queue)
+            assert not inflight.lapsed(m), f"lapsed with the heartbeat at +{tenth / 10:.1f} s"
