@@ -60,6 +60,10 @@ class Stack:
         "stopped" for a stack started with the listener held back (the stop flag,
         bookd.supervision.StateDir.disabled, made before the start).
         """
+        # supervisord checks that the directory of the config's logfile and pidfile
+        # (var/) exists even when -l and -j replace them; make run and the image make it,
+        # but a fresh clone whose LocalStack was already up (scripts/localstack.sh) has none.
+        (ROOT / "var").mkdir(exist_ok=True)
         self.supervisord = subprocess.Popen(
             [
                 str(BIN / "supervisord"),
