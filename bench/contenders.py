@@ -223,8 +223,9 @@ def bookd_consumer(
         # Gunicorn workers importing Flask and boto3 take the CPU for a second or so,
         # which the (lower priority) listener would otherwise pay for in its timed run.
         for stack in stacks:
-            StateDir(stack.state_dir).path.mkdir(parents=True, exist_ok=True)
-            StateDir(stack.state_dir).disabled.touch()
+            state = StateDir(stack.state_dir)
+            state.path.mkdir(parents=True, exist_ok=True)
+            state.disabled.touch()
         with ThreadPoolExecutor(instances) as pool:
             list(pool.map(lambda stack: stack.start(state="stopped"), stacks))
         settle([pid for stack in stacks for pid in stack.processes()])

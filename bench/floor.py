@@ -40,8 +40,7 @@ class Floor:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        # As many connections as bookd's listener opens (bookd.listener._initialize_client).
-        pool = 2 * settings.concurrency + settings.receivers + 2
+        pool = settings.listener_connections  # as many as bookd's listener opens
         sqs = make_client(settings, "sqs", pool=pool)
         self.store = BookStore(
             make_client(settings, "s3", pool=pool), bucket_owner=settings.bucket_owner

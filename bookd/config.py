@@ -389,6 +389,15 @@ class Settings:
         """Each bucket once, in a stable order."""
         return sorted(set(self.buckets.values()))
 
+    @property
+    def listener_connections(self) -> int:
+        """Connections each of the listener's clients keeps: one per thread that calls.
+
+        The group threads and the upload threads (BOOKD_CONCURRENCY each), the receive
+        loops, the heartbeat, and one spare.
+        """
+        return 2 * self.concurrency + self.receivers + 2
+
 
 def is_loopback(url: str | None) -> bool:
     """Whether ``url`` points at this machine (127.0.0.0/8, ::1 or localhost)."""

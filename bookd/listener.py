@@ -105,8 +105,7 @@ class BookListener(SqsListener):
         # FIFO queue) and ignores our endpoint. Ours connects, checks the buckets keep
         # versions, and waits (problem shown in /health) until both work.
         s = self.settings
-        # Connections: the group threads, the upload threads, the receive loops, heartbeat.
-        pool = 2 * s.concurrency + s.receivers + 2
+        pool = s.listener_connections
         store = BookStore(
             make_client(s, "s3", pool=pool, purpose="listener"), bucket_owner=s.bucket_owner
         )
