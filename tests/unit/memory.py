@@ -281,11 +281,21 @@ class MemoryStore(Faulty):
         self.slow: dict[str, float] = {}
         """Real seconds a put of this key takes: to shuffle concurrent uploads."""
         self._lock = threading.Lock()
+        self._in_flight = 0
+        self.most_in_flight = 0
+        """The most puts that were under way at one moment."""
 
     def put(self, bucket: str, key: str, body: bytes, *, metadata: Mapping[str, str]) -> str:
-        time.sleep(self.slow.get(key, 0.0))
         with self._lock:
-            return self._put(bucket, key, body, metadata)
+            self._in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self._in_flight)
+        try:
+            time.sleep(self.slow.get(key, 0.0))
+            with self._lock:
+                return self._put(bucket, key, body, metadata)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def _put(self, bucket: str, key: str, body: bytes, metadata: Mapping[str, str]) -> str:
         self._check("PutObject", key)

@@ -349,6 +349,7 @@ def test_uploads_of_different_titles_overlap(uploads):
     began = time.monotonic()
     h.run()
     assert time.monotonic() - began < 0.2 * 8 / 2, "eight 0.2 s uploads, side by side"
+    assert h.store.most_in_flight > 1, "more than one put under way at once"
     assert h.announced("g") == [f"b{n}" for n in range(8)]
 
 
