@@ -39,7 +39,9 @@ class Letter:
     def of(cls, message: Message, now: float) -> Letter:
         return cls(
             message,
-            message.attributes.get("reason", "(none: moved by SQS's redrive policy)"),
+            message.attributes.get(
+                "reason", "(none: moved by SQS's redrive, or a body at the size limit)"
+            ),
             message.attributes.get("detail", ""),
             max(0.0, now - message.sent_at) if message.sent_at else 0.0,
         )

@@ -101,6 +101,8 @@ REJECTED_CODES = frozenset(
         "InvalidParameterValueException",
         "InvalidMessageContents",
         "MessageTooLong",
+        "BatchRequestTooLong",
+        "AWS.SimpleQueueService.BatchRequestTooLong",
         "MissingParameter",
         "InvalidAttributeValue",
         "AWS.SimpleQueueService.InvalidBatchEntryId",

@@ -358,7 +358,7 @@ class Processor:
         if w.book is not None and w.version_id is not None:
             # Stored but never announced: say where the book is.
             attributes.update(bucket=w.book.bucket, key=w.book.key, version_id=w.version_id)
-        letter = _with_detail(
+        letter = fit_to_size(
             Outgoing(
                 ref=m.message_id,
                 body=m.body,
@@ -376,6 +376,16 @@ class Processor:
             detail,
             extra={**_about([m]), "reason": reason},
         )
+        left_out = [name for name in attributes if name not in (letter.attributes or {})]
+        if left_out:
+            log.warning(
+                "Listener %s: message %s goes to the dead-letter queue without %s: its body "
+                "leaves no room for them under SQS's size limit (this line has them)",
+                os.getpid(),
+                m.message_id,
+                ", ".join(left_out),
+                extra={**_about([m]), "reason": reason},
+            )
 
         def send() -> None:
             failed = self.dead_letters.send([letter])
@@ -392,8 +402,8 @@ class Processor:
                 abandon=lambda: self.inflight.lapsed(m),
             )
         except GaveUp as exc:
-            # SQS refused even the dead letter (say a body at the size limit): leave the
-            # message where it is; SQS's redrive moves it after BOOKD_MAX_RECEIVE_COUNT.
+            # SQS refused even the dead letter: leave the message where it is; SQS's
+            # redrive moves it after BOOKD_MAX_RECEIVE_COUNT.
             log.error(
                 "Listener %s: cannot dead-letter message %s (%s); it stays in %s",
                 os.getpid(),
@@ -536,14 +546,32 @@ def _ready(items: list[Work]) -> list[Work]:
     return ready
 
 
-def _with_detail(letter: Outgoing, detail: str) -> Outgoing:
-    """The letter with a printable-ASCII detail, shortened to keep it under SQS's size limit."""
+def fit_to_size(letter: Outgoing, detail: str) -> Outgoing:
+    """The letter with as many of its attributes as SQS's size limit leaves room for.
+
+    The body always goes, unchanged (it came in under the same limit). Attributes go in
+    the order given (the reason first), each only while all before it went; then the
+    detail, printable ASCII, shortened to the room left. A body at the limit thus goes
+    with fewer attributes or none, rather than not at all: a letter SQS refuses for its
+    size would keep its whole group waiting.
+    """
     # Printable ASCII only: SQS refuses some characters raw, and a detail may quote input.
     safe = detail.encode("ascii", "backslashreplace").decode("ascii")
     safe = "".join(c if " " <= c <= "~" else "?" for c in safe)[:MAX_DETAIL]
-    attributes = dict(letter.attributes or {})
-    room = MAX_MESSAGE_BYTES - Outgoing(letter.ref, letter.body, "", "", attributes).size()
-    room -= len(b"detail") + len(b"String")
-    if room > 0:
-        attributes["detail"] = safe[:room]
+    room = MAX_MESSAGE_BYTES - Outgoing(letter.ref, letter.body, "", "").size()
+    attributes: dict[str, str] = {}
+    for name, value in (letter.attributes or {}).items():
+        cost = _attribute_size(name, value)
+        if cost > room:
+            break
+        attributes[name] = value
+        room -= cost
+    else:
+        room -= _attribute_size("detail", "")
+        if room > 0 and safe:
+            attributes["detail"] = safe[:room]
     return Outgoing(letter.ref, letter.body, letter.group_id, letter.dedup_id, attributes)
+
+
+def _attribute_size(name: str, value: str) -> int:
+    return Outgoing("", "", "", "", {name: value}).size()

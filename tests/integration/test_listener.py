@@ -10,7 +10,7 @@ import pytest
 
 from bookd.aws import Queue, make_client
 from bookd.listener import BookListener
-from bookd.ports import Message, Outgoing
+from bookd.ports import MAX_MESSAGE_BYTES, Message, Outgoing
 from bookd.processing import RETRIES_EXHAUSTED
 from bookd.supervision import StateDir, Supervised
 from harness.proxy import Fault, Proxy
@@ -205,3 +205,26 @@ def test_a_batch_delete_with_one_stale_handle_deletes_the_rest_and_reports_that_
     assert set(queue.delete([received[0], stale, received[2], received[3]])) == {stale.message_id}
     queue.change_visibility([received[1]], 0)
     assert wait_for(lambda: queues.depth(settings.input_queue) == 1, timeout=10)
+
+
+@pytest.mark.parametrize("room", [0, 60, 200], ids=["no-room", "room-for-a-reason", "room-for-all"])
+def test_bad_input_at_sqs_s_size_limit_is_dead_lettered_at_once_and_its_group_goes_on(
+    settings, queues, start_listener, room
+):
+    # A body SQS takes (1 MiB), but one the dead letter's attributes no longer fit beside.
+    padding = MAX_MESSAGE_BYTES - room - len(json.dumps(book("big", genre="poetry", summary="")))
+    big = json.dumps(book("big", genre="poetry", summary="x" * padding))
+    assert len(big.encode()) == MAX_MESSAGE_BYTES - room
+    big_id = queues.send(big, group="g")
+    queues.send(book("after"), group="g")
+    start_listener()
+    [output] = queues.outputs(1, timeout=20)
+    assert output["id"] == "after", "the book after it in its group went on"
+    [letter] = queues.dead_letters(1, timeout=5)
+    assert letter["Body"] == big, "the body is kept as sent"
+    attributes = {k: v["StringValue"] for k, v in letter.get("MessageAttributes", {}).items()}
+    if room >= 60:
+        assert attributes["reason"] == "unknown-genre"
+    if room >= 200:
+        assert attributes["source_message_id"] == big_id
+        assert attributes["source_queue"] == settings.input_queue

@@ -19,7 +19,7 @@ from typing import Any
 
 from bookd.errors import AwsFault
 from bookd.faults import kind_of
-from bookd.ports import MESSAGE_ID_METADATA, Message, Outgoing
+from bookd.ports import MAX_MESSAGE_BYTES, MESSAGE_ID_METADATA, Message, Outgoing
 
 DEDUP_WINDOW = 300.0
 
@@ -170,6 +170,9 @@ class MemoryQueue(Faulty):
     def send(self, messages: Sequence[Outgoing]) -> dict[str, AwsFault]:
         assert len(messages) <= 10
         self._check("SendMessageBatch", messages)
+        if sum(m.size() for m in messages) > MAX_MESSAGE_BYTES:
+            # As SQS (and LocalStack) answer: the whole call is refused.
+            raise fault("AWS.SimpleQueueService.BatchRequestTooLong", "sqs", "SendMessageBatch")
         failed: dict[str, AwsFault] = {}
         for m in messages:
             code, times = self.entry_faults.get(m.ref, ("", 0))

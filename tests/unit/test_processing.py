@@ -7,15 +7,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bookd import books
 from bookd.books import from_metadata
 from bookd.errors import FaultKind
-from bookd.ports import BOOK_ID_METADATA, MESSAGE_ID_METADATA
+from bookd.ports import BOOK_ID_METADATA, MAX_MESSAGE_BYTES, MESSAGE_ID_METADATA, Outgoing
 from bookd.processing import (
     REJECTED_BY_S3,
     RETRIES_EXHAUSTED,
     TOO_MANY_DELIVERIES,
+    fit_to_size,
 )
 from tests.unit.memory import Harness
 
@@ -395,3 +398,50 @@ def test_strict_mode_announces_each_book_alone_before_storing_the_next():
     assert calls == ["PutObject", "SendMessageBatch"] * 3, "interleaved, one by one"
     # An entry SQS refuses on its own can never let a later one overtake it.
     assert [len(subject) for op, subject in h.output.calls if op == "SendMessageBatch"] == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("room", "kept"),
+    [
+        (0, []),
+        (40, ["reason"]),
+        (200, ["reason", "source_message_id", "source_queue", "detail"]),
+    ],
+)
+def test_bad_input_at_sqs_s_size_limit_is_dead_lettered_with_what_fits_and_its_group_goes_on(
+    room, kept
+):
+    h = Harness()
+    padding = "x" * (MAX_MESSAGE_BYTES - room - len('{"id": "big", "title": ""}'))
+    big = f'{{"id": "big", "title": "{padding}"}}'  # no genre
+    assert len(big) == MAX_MESSAGE_BYTES - room
+    h.input.put(big, group="g")
+    h.input.put(book("after"), group="g")
+    h.run()
+    [letter] = h.dead_letters.letters()
+    assert letter.body == big
+    assert list(letter.attributes or {}) == kept
+    assert h.announced("g") == ["after"]
+
+
+@given(
+    body_bytes=st.integers(min_value=0, max_value=MAX_MESSAGE_BYTES),
+    reason=st.sampled_from([books.INVALID_JSON, books.UNKNOWN_GENRE, RETRIES_EXHAUSTED]),
+    detail=st.text(max_size=2000),
+    located=st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_a_fitted_dead_letter_never_exceeds_sqs_s_limit_and_keeps_its_body(
+    body_bytes, reason, detail, located
+):
+    attributes = {"reason": reason, "source_message_id": "m" * 36, "source_queue": "In.fifo"}
+    if located:
+        attributes.update(bucket="scifi", key="k" * 1024, version_id="v" * 32)
+    letter = Outgoing("m", "x" * body_bytes, "g", "m", attributes)
+    fitted = fit_to_size(letter, detail)
+    assert fitted.body == letter.body
+    assert fitted.size() <= MAX_MESSAGE_BYTES
+    names = [n for n in fitted.attributes or {} if n != "detail"]
+    assert names == list(attributes)[: len(names)], "the most telling attributes first"
+    if body_bytes < MAX_MESSAGE_BYTES - 2000:
+        assert names == list(attributes)
