@@ -12,12 +12,17 @@ import os
 import sys
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bookd.config import Settings
 from bookd.errors import BookdError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from bookd.ports import Outgoing, OutputQueue
 
 EXIT_LOCKED = 3
 EXIT_DOWN = 4
@@ -205,10 +210,9 @@ def send(
     group_by: str | None,
     fmt: str,
 ) -> None:
-    """Send books from files (or - for standard input) to the input queue, ten per call."""
+    """Send books from files (or - for standard input) to the input queue, ten per call at most."""
     from bookd.aws import Queue, make_client
-    from bookd.errors import AwsFault
-    from bookd.ports import BATCH_LIMIT, Outgoing
+    from bookd.ports import Outgoing, batches
 
     queue = Queue(make_client(settings, "sqs", purpose="cli"), settings.input_queue)
     bodies: list[str] = []
@@ -222,23 +226,19 @@ def send(
         for n, b in enumerate(bodies)
     ]
     sent = failed = 0
+    stopped: set[str] = set()
     with click.progressbar(
         length=len(outgoing),
         label="sending",
         file=sys.stderr,
         hidden=len(outgoing) < PROGRESS_FROM or not sys.stderr.isatty(),
     ) as bar:
-        for start in range(0, len(outgoing), BATCH_LIMIT):
-            chunk = outgoing[start : start + BATCH_LIMIT]
-            try:
-                refused = queue.send(chunk)
-            except AwsFault as exc:
-                click.echo(f"bookd: {exc}", err=True)
-                refused = {m.ref: exc for m in chunk}
-            for ref, fault in refused.items():
-                click.echo(f"bookd: book {int(ref) + 1} not sent: {fault}", err=True)
-            sent += len(chunk) - len(refused)
-            failed += len(refused)
+        for chunk in batches(outgoing):
+            problems = send_in_order(queue, chunk, stopped)
+            for ref, problem in problems.items():
+                click.echo(f"bookd: book {int(ref) + 1} not sent: {problem}", err=True)
+            sent += len(chunk) - len(problems)
+            failed += len(problems)
             bar.update(len(chunk))
     groups = len({m.group_id for m in outgoing})
     click.echo(
@@ -247,6 +247,40 @@ def send(
     )
     if failed:
         sys.exit(EXIT_INCOMPLETE)
+
+
+def send_in_order(
+    queue: OutputQueue, chunk: Sequence[Outgoing], stopped: set[str]
+) -> dict[str, str]:
+    """Send one batch call's worth; return why each message not sent was not, by ref.
+
+    ``stopped`` holds the groups with a book not sent, and grows: a group stops at its
+    first such book, since the ones after it would overtake it. A body SQS would refuse
+    for its characters is not sent at all, so it cannot fail alone in a batch call.
+    """
+    from bookd.errors import AwsFault
+    from bookd.ports import refused_character
+
+    problems: dict[str, str] = {}
+    todo = []
+    for m in chunk:
+        bad = refused_character(m.body)
+        if m.group_id in stopped:
+            problems[m.ref] = f"an earlier book of its group ({m.group_id}) was not sent"
+        elif bad is not None:
+            problems[m.ref] = f"SQS refuses its {bad}"
+            stopped.add(m.group_id)
+        else:
+            todo.append(m)
+    try:
+        refused: dict[str, AwsFault] = queue.send(todo) if todo else {}
+    except AwsFault as exc:
+        refused = {m.ref: exc for m in todo}
+    for m in todo:
+        if m.ref in refused:
+            problems[m.ref] = str(refused[m.ref])
+            stopped.add(m.group_id)
+    return problems
 
 
 # --- looking ---------------------------------------------------------------------------

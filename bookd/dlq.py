@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bookd.aws import Queue
 from bookd.errors import AwsFault
-from bookd.ports import BATCH_LIMIT, Message, Outgoing
+from bookd.ports import BATCH_LIMIT, Message, Outgoing, batches
 
 DEAD_LETTER_ATTRIBUTES = frozenset(
     {"reason", "detail", "source_message_id", "source_queue", "bucket", "key", "version_id"}
@@ -131,7 +131,8 @@ def redrive(
 
 
 def _send_back(input_queue: Queue, messages: list[Message]) -> list[Message]:
-    """Send in order; return the messages that went back (a prefix: order is kept)."""
+    """Send in order, in as many calls as SQS needs; return the messages that went back
+    (a prefix: order is kept)."""
     if not messages:
         return []
     outgoing = [
@@ -145,14 +146,16 @@ def _send_back(input_queue: Queue, messages: list[Message]) -> list[Message]:
         )
         for m in messages
     ]
-    try:
-        failed = input_queue.send(outgoing)
-    except AwsFault:
-        return []
-    # Never past the first one refused: the ones after it would overtake it.
-    sent = []
-    for m in messages:
-        if m.message_id in failed:
-            break
-        sent.append(m)
+    by_id = {m.message_id: m for m in messages}
+    sent: list[Message] = []
+    for batch in batches(outgoing):
+        try:
+            failed = input_queue.send(batch)
+        except AwsFault:
+            return sent
+        # Never past the first one refused: the ones after it would overtake it.
+        for letter in batch:
+            if letter.ref in failed:
+                return sent
+            sent.append(by_id[letter.ref])
     return sent

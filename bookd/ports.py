@@ -9,6 +9,7 @@ entries that failed on their own.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -19,7 +20,11 @@ BATCH_LIMIT = 10
 """SQS takes at most ten entries per batch call."""
 
 MAX_MESSAGE_BYTES = 1_048_576
-"""The largest SQS message, body and attributes together (1 MiB, also LocalStack's)."""
+"""The largest SQS message, body and attributes together (1 MiB, also LocalStack's); a
+batch call's entries together may not be larger either."""
+
+_REFUSED_BY_SQS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""Characters SQS refuses in a message (its allowed set is XML 1.0's)."""
 
 MESSAGE_ID_METADATA = "bookd-message-id"
 """S3 metadata naming the input message a stored book came from (Store.find reads it)."""
@@ -59,6 +64,31 @@ class Outgoing:
         for name, value in (self.attributes or {}).items():
             size += len(name.encode()) + len(b"String") + len(value.encode("utf-8"))
         return size
+
+
+def refused_character(text: str) -> str | None:
+    """The first character of ``text`` SQS would refuse, as ``U+XXXX at offset N``; None if none."""
+    found = _REFUSED_BY_SQS.search(text)
+    if found is None:
+        return None
+    return f"U+{ord(found.group()):04X} at offset {found.start()}"
+
+
+def batches(messages: Sequence[Outgoing]) -> list[Sequence[Outgoing]]:
+    """The messages in order, cut into batch calls SQS takes: at most BATCH_LIMIT entries
+    and MAX_MESSAGE_BYTES together (two books of 600 KB need two calls)."""
+    result: list[Sequence[Outgoing]] = []
+    start, size = 0, 0
+    for end, message in enumerate(messages):
+        if end > start and (
+            end - start == BATCH_LIMIT or size + message.size() > MAX_MESSAGE_BYTES
+        ):
+            result.append(messages[start:end])
+            start, size = end, 0
+        size += message.size()
+    if start < len(messages):
+        result.append(messages[start:])
+    return result
 
 
 def announcement(

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from bookd.aws import make_client
-from bookd.cli import EXIT_DOWN, EXIT_LOCKED, main
+from bookd.cli import EXIT_DOWN, EXIT_INCOMPLETE, EXIT_LOCKED, main
 from bookd.listener import BookListener
 from bookd.supervision import StateDir, Supervised, hold_listener_lock
 from harness.waiting import wait_for
@@ -192,3 +192,58 @@ def test_a_dead_letter_is_listed_then_redriven_into_s3(settings, queues, start_l
     s3 = make_client(settings, "s3")
     stored = s3.get_object(Bucket=announced["bucket"], Key=announced["file"])["Body"].read()
     assert stored.decode() == json.dumps(fantasy)
+
+
+def big_book(n: int) -> dict:
+    """A book of about 600 KB: two fill one SendMessageBatch past SQS's 1 MiB per call."""
+    return {**BOOK, "id": str(n), "title": f"Big {n}", "summary": "x" * 600_000}
+
+
+def test_send_splits_its_calls_by_size_as_well_as_by_count(settings, queues, tmp_path):
+    path = tmp_path / "big.jsonl"
+    path.write_text("\n".join(json.dumps(big_book(n)) for n in range(3)))
+    code, out = bookd(settings, "send", str(path))
+    assert code == 0, out
+    assert "sent 3 of 3 books" in out
+    got = queues.collect(settings.input_queue, 3, timeout=10)
+    assert [json.loads(m["Body"])["id"] for m in got] == ["0", "1", "2"], "in order"
+
+
+def test_redrive_moves_dead_letters_too_big_to_go_back_together(settings, queues):
+    dlq = make_client(settings, "sqs")
+    for n in range(3):
+        dlq.send_message(
+            QueueUrl=queues.urls[settings.dead_letter_queue],
+            MessageBody=json.dumps(big_book(n)),
+            MessageGroupId="big",
+            MessageDeduplicationId=f"big-{n}",
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": "unknown-genre"}},
+        )
+    code, out = bookd(settings, "dlq", "redrive")
+    assert code == 0, out
+    assert "moved 3 dead letters" in out
+    got = queues.collect(settings.input_queue, 3, timeout=10)
+    assert [json.loads(m["Body"])["id"] for m in got] == ["0", "1", "2"], "in order"
+    assert queues.depth(settings.dead_letter_queue) == 0
+
+
+def test_send_stops_a_group_at_its_first_book_sqs_refuses_and_goes_on_with_the_others(
+    settings, queues, tmp_path
+):
+    books = [
+        {**BOOK, "id": "a1", "author": "A"},
+        {**BOOK, "id": "a2", "author": "A", "summary": "\uffff"},  # SQS refuses it raw
+        {**BOOK, "id": "a3", "author": "A"},
+        {**BOOK, "id": "b1", "author": "B"},
+    ]
+    path = tmp_path / "books.jsonl"
+    path.write_text("\n".join(json.dumps(b, ensure_ascii=False) for b in books))
+    result = CliRunner().invoke(
+        main, ["send", "--group-by", "author", str(path)], env=settings.to_env()
+    )
+    assert result.exit_code == EXIT_INCOMPLETE, result.output
+    assert "sent 2 of 4 books" in result.stdout
+    assert "book 2 not sent: SQS refuses its U+FFFF at offset" in result.stderr
+    assert "book 3 not sent: an earlier book of its group (A) was not sent" in result.stderr
+    got = queues.collect(settings.input_queue, 2, timeout=10)
+    assert sorted(json.loads(m["Body"])["id"] for m in got) == ["a1", "b1"]
