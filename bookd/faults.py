@@ -3,6 +3,10 @@
 What each kind makes bookd do is decided in bookd.retry; this module only names
 things. An error code missing from the table counts as UNAVAILABLE: retried, never a
 reason to dead-letter a book.
+
+The codes are those boto3 reports. SQS answers in JSON but also sends its older code
+(``x-amzn-query-error``), and botocore reports that one: ``KMS.AccessDeniedException``,
+not ``KmsAccessDenied``; LocalStack may send either, so both are listed.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ THROTTLED_CODES = frozenset(
         "BandwidthLimitExceeded",
         "KmsThrottled",
         "KMS.ThrottlingException",
+        # SQS: too many messages in flight; it clears as messages finish.
+        "OverLimit",
         "429",
     }
 )
@@ -80,12 +86,24 @@ MISCONFIGURED_CODES = frozenset(
         "AWS.SimpleQueueService.NonExistentQueue",
         "QueueDeletedRecently",
         "AWS.SimpleQueueService.QueueDeletedRecently",
+        "ResourceNotFoundException",
+        "InvalidAddress",
+        "UnsupportedOperation",
+        "AWS.SimpleQueueService.UnsupportedOperation",
+        # The KMS key of an encrypted queue or bucket: missing, disabled, denied.
         "KmsAccessDenied",
+        "KMS.AccessDeniedException",
         "KmsDisabled",
+        "KMS.DisabledException",
         "KmsNotFound",
+        "KMS.NotFoundException",
         "KmsInvalidState",
+        "KMS.InvalidStateException",
+        "KMS.KMSInvalidStateException",
         "KmsInvalidKeyUsage",
+        "KMS.InvalidKeyUsageException",
         "KmsOptInRequired",
+        "KMS.OptInRequired",
         # bookd's own finding: a bucket without versioning would lose same-title books.
         "BucketNotVersioned",
     }
