@@ -10,7 +10,9 @@ Two layers, both set here:
   THROTTLED      the service is busy: pause receiving, back off; never counted
   UNAVAILABLE    probe the service: if it answers, the failure is the message's own
                  and counts against its Budget; if not, it is an outage: pause
-                 receiving, back off, not counted
+                 receiving, back off, not counted. The same call failing for three
+                 messages in a row is an outage too, whatever the probe says (S3 can
+                 fail every PutObject while HeadBucket answers)
   MISCONFIGURED  AccessDenied, a missing bucket or queue...: pause receiving, log once,
                  retry the same call every so often until the fix is rolled out
   REJECTED       this request is malformed: the message is dead-lettered at once,
@@ -48,8 +50,10 @@ FIRST_DELAY = 0.5
 MAX_DELAY = 15.0
 """Longest wait between two tries of one call; also how soon a fixed outage is noticed."""
 
-REJECTION_STREAK = 3
-"""Messages rejected in a row by one kind of call before it is taken for misconfiguration."""
+STREAK = 3
+"""Different messages for which one kind of call failed in a row (no success between)
+before the call, not the messages, is taken to be at fault: rejected, a
+misconfiguration; unavailable, an outage."""
 
 
 class Backoff:
@@ -140,7 +144,8 @@ class Retry:
         """Sleeps up to the given seconds; returns False at once when the listener stops."""
         self._clock = clock
         self._lock = threading.Lock()
-        self._rejected: dict[tuple[str, str], set[str]] = {}
+        self._streaks: dict[tuple[FaultKind, str, str], set[str]] = {}
+        """(kind, service, operation) -> the messages it failed for since it last worked."""
 
     def judge(
         self,
@@ -170,14 +175,15 @@ class Retry:
         owner: object,
     ) -> Verdict:
         if fault.kind is FaultKind.REJECTED:
-            if not self._rejection_streak(fault, message):
+            if not self._streak(fault, message):
                 return Verdict.REFUSED
             self.dependencies.report(fault, owner=owner, kind=FaultKind.MISCONFIGURED)
             return Verdict.RETRY
         if fault.kind is not FaultKind.UNAVAILABLE:
             self.dependencies.report(fault, owner=owner)
             return Verdict.RETRY
-        if self.dependencies.is_open(fault.service) or not self._answers(probe):
+        streak = self._streak(fault, message)  # first: every failure joins the streak
+        if self.dependencies.is_open(fault.service) or streak or not self._answers(probe):
             self.dependencies.report(fault, owner=owner)  # an outage: not the message's fault
             return Verdict.RETRY
         if budget is not None:
@@ -188,10 +194,11 @@ class Retry:
         return Verdict.RETRY
 
     def succeeded(self, service: str, operation: str) -> None:
-        """A call worked: its problem (if any) is over and its rejection streak ends."""
+        """A call worked: its problem (if any) is over and its streaks end."""
         self.dependencies.clear(service, operation)
         with self._lock:
-            self._rejected.pop((service, operation), None)
+            for kind in (FaultKind.REJECTED, FaultKind.UNAVAILABLE):
+                self._streaks.pop((kind, service, operation), None)
 
     def run(
         self,
@@ -250,9 +257,10 @@ class Retry:
             return False
         return True
 
-    def _rejection_streak(self, fault: AwsFault, message_id: str | None) -> bool:
-        """Whether this call has now rejected REJECTION_STREAK different messages in a row."""
+    def _streak(self, fault: AwsFault, message_id: str | None) -> bool:
+        """Whether this call has now failed this way for STREAK different messages in a row."""
         with self._lock:
-            seen = self._rejected.setdefault((fault.service, fault.operation), set())
+            key = (fault.kind, fault.service, fault.operation)
+            seen = self._streaks.setdefault(key, set())
             seen.add(message_id or "")
-            return len(seen) >= REJECTION_STREAK
+            return len(seen) >= STREAK

@@ -87,6 +87,30 @@ def test_a_failure_in_the_middle_of_a_group_holds_back_that_group_only(
     assert by_group(queues.collect(settings.output_queue, 1, timeout=30)) == {"A": ["a3"]}
 
 
+def test_puts_failing_for_every_book_while_s3_answers_probes_dead_letter_nothing(
+    settings, queues, proxy, start_listener
+):
+    # HeadBucket (the probe) answers, but every PutObject gets a server error, for
+    # longer than the books' budget: a partial outage of S3, not the books' fault.
+    proxy.inject(
+        Fault("error", service="s3", operation="PutObject", status=500, code="InternalError")
+    )
+    settings = settings.replace(endpoint_url=proxy.url, max_attempts=2, retry_for=1)
+    for n in range(6):
+        queues.send(book(f"p{n}"), group=f"g{n}")
+    listener = start_listener(settings)
+
+    def down():
+        return listener.dependencies.snapshot()["s3"].get("state") == "down"
+
+    assert wait_for(down, timeout=20), listener.dependencies.snapshot()
+    time.sleep(3)  # well past each book's budget
+    proxy.heal()
+    outputs = queues.outputs(6, timeout=40)
+    assert sorted(o["id"] for o in outputs) == [f"p{n}" for n in range(6)]
+    assert queues.dead_letters(1, timeout=2) == [], "no valid book dead-lettered"
+
+
 def test_a_missing_bucket_pauses_the_listener_until_it_exists_and_dead_letters_nothing(
     settings, queues, start_listener
 ):
