@@ -133,8 +133,6 @@ def redrive(
 def _send_back(input_queue: Queue, messages: list[Message]) -> list[Message]:
     """Send in order, in as many calls as SQS needs; return the messages that went back
     (a prefix: order is kept)."""
-    if not messages:
-        return []
     outgoing = [
         Outgoing(
             ref=m.message_id,

@@ -60,10 +60,13 @@ class Outgoing:
 
     def size(self) -> int:
         """Bytes SQS counts against its limit: the body plus each attribute's name, type, value."""
-        size = len(self.body.encode("utf-8"))
-        for name, value in (self.attributes or {}).items():
-            size += len(name.encode()) + len(b"String") + len(value.encode("utf-8"))
-        return size
+        attributes = (self.attributes or {}).items()
+        return len(self.body.encode("utf-8")) + sum(attribute_size(n, v) for n, v in attributes)
+
+
+def attribute_size(name: str, value: str) -> int:
+    """Bytes one string attribute adds to a message's size: its name, type and value."""
+    return len(name.encode()) + len(b"String") + len(value.encode("utf-8"))
 
 
 def refused_character(text: str) -> str | None:

@@ -49,6 +49,7 @@ from bookd.ports import (
     OutputQueue,
     Store,
     announcement,
+    attribute_size,
 )
 from bookd.retry import Abandoned, Backoff, Budget, GaveUp, Retry, Verdict
 
@@ -558,20 +559,16 @@ def fit_to_size(letter: Outgoing, detail: str) -> Outgoing:
     # Printable ASCII only: SQS refuses some characters raw, and a detail may quote input.
     safe = detail.encode("ascii", "backslashreplace").decode("ascii")
     safe = "".join(c if " " <= c <= "~" else "?" for c in safe)[:MAX_DETAIL]
-    room = MAX_MESSAGE_BYTES - Outgoing(letter.ref, letter.body, "", "").size()
+    room = MAX_MESSAGE_BYTES - len(letter.body.encode("utf-8"))
     attributes: dict[str, str] = {}
     for name, value in (letter.attributes or {}).items():
-        cost = _attribute_size(name, value)
+        cost = attribute_size(name, value)
         if cost > room:
             break
         attributes[name] = value
         room -= cost
     else:
-        room -= _attribute_size("detail", "")
+        room -= attribute_size("detail", "")
         if room > 0 and safe:
             attributes["detail"] = safe[:room]
     return Outgoing(letter.ref, letter.body, letter.group_id, letter.dedup_id, attributes)
-
-
-def _attribute_size(name: str, value: str) -> int:
-    return Outgoing("", "", "", "", {name: value}).size()
