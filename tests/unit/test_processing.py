@@ -450,10 +450,10 @@ def test_a_fitted_dead_letter_never_exceeds_sqs_s_limit_and_keeps_its_body(
         assert names == list(attributes)
 
 
-def test_puts_failing_for_every_book_while_s3_still_answers_its_probe_are_an_outage():
+def test_puts_failing_for_every_book_while_s3_still_answers_its_probe_are_an_outage(uploads):
     # S3's HeadBucket answers, but every PutObject gets a server error, for longer than
     # the books' budget: a partial outage, not three books each at fault.
-    h = Harness(uploads=ThreadPoolExecutor(4), max_attempts=2, retry_for=60)
+    h = Harness(uploads=uploads, max_attempts=2, retry_for=60)
     titles = [f"b{n}" for n in range(4)]
     for title in titles:
         h.input.put(book(title), group="g")  # different titles: uploaded at once
