@@ -448,20 +448,3 @@ def test_a_fitted_dead_letter_never_exceeds_sqs_s_limit_and_keeps_its_body(
     assert names == list(attributes)[: len(names)], "the most telling attributes first"
     if body_bytes < MAX_MESSAGE_BYTES - 2000:
         assert names == list(attributes)
-
-
-def test_puts_failing_for_every_book_while_s3_still_answers_its_probe_are_an_outage(uploads):
-    # S3's HeadBucket answers, but every PutObject gets a server error, for longer than
-    # the books' budget: a partial outage, not three books each at fault.
-    h = Harness(uploads=uploads, max_attempts=2, retry_for=60)
-    titles = [f"b{n}" for n in range(4)]
-    for title in titles:
-        h.input.put(book(title), group="g")  # different titles: uploaded at once
-    h.store.fail("PutObject", "InternalError")
-    seen = []
-    h.clock.at(300, lambda: seen.append(h.dependencies.snapshot()["s3"]))
-    h.clock.at(600, h.store.heal)
-    h.run()
-    assert h.dead_letters.letters() == [], "no valid book dead-lettered"
-    assert h.announced("g") == titles
-    assert seen and seen[0]["state"] == "down", "receiving paused meanwhile"

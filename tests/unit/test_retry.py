@@ -75,3 +75,51 @@ def test_throttling_and_misconfiguration_pause_and_never_count():
 def test_a_rejected_request_is_refused_at_once():
     verdict, _ = judge("KeyTooLongError", probe_works=True, budget=Budget(5, 60))
     assert verdict is Verdict.REFUSED
+
+
+def test_one_call_failing_for_three_books_in_a_row_is_an_outage_whatever_the_probe_says():
+    # S3's HeadBucket (the probe) answers, but every PutObject gets a server error:
+    # a partial outage, not three books each at fault.
+    clock = FakeClock()
+    dependencies = Dependencies()
+    retry = Retry(dependencies, wait=clock.wait, clock=clock)
+    budgets = {m: Budget(max_attempts=2, retry_for=0) for m in ("b0", "b1", "b2")}
+
+    def fails(message: str) -> Verdict:
+        return retry.judge(
+            fault("InternalError"),
+            probe=lambda: None,
+            budget=budgets[message],
+            message_id=message,
+            owner=message,
+        )
+
+    # Given the first two books charged, as books failing alone are,
+    assert [fails("b0"), fails("b1")] == [Verdict.RETRY, Verdict.RETRY]
+    assert [b.attempts for b in budgets.values()] == [1, 1, 0]
+    # when a third book fails the same way, the call is taken to be down:
+    assert fails("b2") is Verdict.RETRY
+    assert dependencies.snapshot()["s3"]["state"] == "down", "receiving paused meanwhile"
+    # then no book is charged again, however long it lasts: none is dead-lettered.
+    verdicts = [fails(m) for m in ("b0", "b1", "b2") * 20]
+    assert set(verdicts) == {Verdict.RETRY}, "no valid book dead-lettered"
+    assert [b.attempts for b in budgets.values()] == [1, 1, 0]
+    # The first success ends it, and a book failing alone is charged again.
+    retry.succeeded("s3", "PutObject")
+    for owner in budgets:
+        dependencies.release(owner)
+    assert dependencies.snapshot()["s3"]["state"] == "ok"
+    assert fails("b0") is Verdict.GIVE_UP
+
+
+def test_a_single_book_failing_again_and_again_is_never_a_streak():
+    budget = Budget(max_attempts=3, retry_for=0)
+    clock = FakeClock()
+    retry = Retry(Dependencies(), wait=clock.wait, clock=clock)
+    verdicts = [
+        retry.judge(
+            fault("InternalError"), probe=lambda: None, budget=budget, message_id="b", owner=1
+        )
+        for _ in range(3)
+    ]
+    assert verdicts == [Verdict.RETRY, Verdict.RETRY, Verdict.GIVE_UP]
