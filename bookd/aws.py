@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -233,6 +235,12 @@ class Queue:
 
         A failure of the whole call raises AwsFault.
         """
+        return self.send_batch(messages)[1]
+
+    def send_batch(
+        self, messages: Sequence[Outgoing]
+    ) -> tuple[dict[str, str], dict[str, AwsFault]]:
+        """Like send; also return the message id SQS gave each entry it took, by ref."""
         if len(messages) > BATCH_LIMIT:
             raise ValueError(f"send takes at most {BATCH_LIMIT} messages; split them first")
         entries = [entry(m, i) for i, m in enumerate(messages)]
@@ -241,10 +249,12 @@ class Queue:
             "SendMessageBatch",
             lambda: self.client.send_message_batch(QueueUrl=self.url, Entries=entries),
         )
-        return {
+        sent = {messages[int(s["Id"])].ref: s["MessageId"] for s in response.get("Successful", [])}
+        failed = {
             messages[int(f["Id"])].ref: _entry_fault(f, "SendMessageBatch")
             for f in response.get("Failed", [])
         }
+        return sent, failed
 
     def delete(self, messages: Sequence[Message]) -> dict[str, AwsFault]:
         """Delete in batches of ten; return the faults of messages not deleted, by id."""
@@ -297,6 +307,26 @@ class Queue:
     def probe(self) -> None:
         """A cheap call that fails when SQS (or this queue) does."""
         self.attributes("QueueArn")
+
+    def server_time(self) -> float:
+        """SQS's own clock now, in seconds since the epoch, rounded up to the second.
+
+        From the Date of a cheap call's answer (whole seconds, hence rounded up), so that
+        it compares with the SentTimestamp SQS gives messages whatever this host's clock
+        says; this host's clock (rounded up too) if SQS sent no Date.
+        """
+        response = call(
+            "sqs",
+            "GetQueueAttributes",
+            lambda: self.client.get_queue_attributes(
+                QueueUrl=self.url, AttributeNames=["QueueArn"]
+            ),
+        )
+        date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        try:
+            return parsedate_to_datetime(date).timestamp() + 1
+        except (TypeError, ValueError):
+            return float(math.ceil(time.time()))
 
 
 class BookStore:

@@ -10,7 +10,7 @@ deduplication window) neither loses nor doubles a message.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 from bookd.aws import Queue
@@ -24,6 +24,9 @@ DEAD_LETTER_ATTRIBUTES = frozenset(
 
 HOLD_SECONDS = 120
 """How long a listing or redrive keeps the messages it has received invisible."""
+
+IDLE_RECEIVES = 3
+"""Receives in a row with only letters newer than a walk (or met already) that end it."""
 
 
 @dataclass(frozen=True)
@@ -47,39 +50,85 @@ class Letter:
         )
 
 
-def walk(queue: Queue, *, limit: int | None = None) -> Iterator[list[Message]]:
-    """Every message of the queue once, a receive at a time (one group's run each).
+class Snapshot:
+    """The dead letters that were in the queue when the snapshot began, each met once.
 
-    Received messages stay invisible while the walk goes on, so that the next receive
-    moves to the next group; the caller hands back what it keeps (``release``).
+    SQS has no way to list a queue but receiving from it, and while a walk goes on,
+    dead letters keep coming behind it: new bad input, and, with a listener running,
+    the very letters a redrive moves back, dead-lettered again at once. A walk that
+    took those too would never end (a redrive once moved one invalid book 2,901 times
+    in 40 s). So a snapshot takes only what was there at its start:
+
+    - a letter SQS received after the start (its SentTimestamp against SQS's own
+      clock, Queue.server_time) is left alone;
+    - a letter whose ``source_message_id`` is a message this redrive sent back is its
+      second dead-lettering, and is left alone even within that first second;
+    - each letter is met once, even if its hold ran out and SQS hands it out again;
+    - the walk ends when SQS has nothing more to hand out, or after IDLE_RECEIVES
+      receives in a row brought nothing of the snapshot: SQS hands out the oldest
+      messages first, so nothing older is left behind them.
+
+    Everything received stays invisible while the walk goes on, so that each receive
+    moves on; ``release`` hands back what the caller keeps. A FIFO queue hands out no
+    more of a group while some of it is held, so a walk that keeps letters sees at
+    most the first ten of each group (``list``, ``--dry-run``, or another reason's).
     """
-    seen = 0
-    while limit is None or seen < limit:
-        batch = queue.receive(
-            wait_time=1, visibility_timeout=HOLD_SECONDS, with_message_attributes=True
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self.began = queue.server_time()
+        self.sent_back: set[str] = set()
+        """Input message ids of the letters moved back by this walk's owner."""
+        self.held: list[Message] = []
+        """Everything received, in its latest delivery: what ``release`` hands back."""
+        self._met: set[str] = set()
+
+    def batches(self, *, limit: int | None = None) -> Iterator[list[Message]]:
+        """The snapshot's letters, a receive at a time (up to ``limit`` letters in all)."""
+        idle = 0
+        while (limit is None or len(self._met) < limit) and idle < IDLE_RECEIVES:
+            batch = self.queue.receive(
+                wait_time=1, visibility_timeout=HOLD_SECONDS, with_message_attributes=True
+            )
+            if not batch:
+                return
+            self.held += batch
+            taken = [m for m in batch if self._in_snapshot(m)]
+            taken = taken[: None if limit is None else limit - len(self._met)]
+            if not taken:
+                idle += 1
+                continue
+            idle = 0
+            self._met.update(m.message_id for m in taken)
+            yield taken
+
+    def _in_snapshot(self, message: Message) -> bool:
+        return (
+            message.message_id not in self._met
+            and 0 < message.sent_at < self.began
+            and message.attributes.get("source_message_id") not in self.sent_back
+            and message.message_id not in self.sent_back
         )
-        if not batch:
-            return
-        seen += len(batch)
-        yield batch
 
-
-def release(queue: Queue, messages: list[Message]) -> None:
-    """Make messages visible again at once."""
-    for start in range(0, len(messages), BATCH_LIMIT):
-        queue.change_visibility(messages[start : start + BATCH_LIMIT], 0)
+    def release(self, *, deleted: Collection[str] = ()) -> None:
+        """Make every message received visible again at once, but those ``deleted``."""
+        back = [m for m in self.held if m.message_id not in deleted]
+        for start in range(0, len(back), BATCH_LIMIT):
+            # A handle that a later delivery replaced just fails; the later one works.
+            self.queue.change_visibility(back[start : start + BATCH_LIMIT], 0)
 
 
 def list_letters(queue: Queue, *, limit: int | None = None) -> list[Letter]:
     """The dead letters (up to ``limit``), oldest group first; the queue is left as it was."""
-    held: list[Message] = []
+    snapshot = Snapshot(queue)
+    letters: list[Message] = []
     try:
-        for batch in walk(queue, limit=limit):
-            held += batch
+        for batch in snapshot.batches(limit=limit):
+            letters += batch
     finally:
-        release(queue, held)
+        snapshot.release()
     now = time.time()
-    return [Letter.of(m, now) for m in held[:limit]]
+    return [Letter.of(m, now) for m in letters]
 
 
 @dataclass
@@ -101,38 +150,38 @@ def redrive(
     dry_run: bool = False,
     on_moved: Callable[[Letter], None] = lambda _: None,
 ) -> Redrive:
-    """Move dead letters (of ``reason``, if given) back to the input queue, group by group."""
+    """Move the dead letters there now (of ``reason``, if given) back to the input queue,
+    group by group, each at most once (see Snapshot), then stop."""
     result = Redrive()
-    keep: list[Message] = []
+    snapshot = Snapshot(dead_letters)
+    deleted: set[str] = set()
     now = time.time()
     try:
-        for batch in walk(dead_letters):
+        for batch in snapshot.batches():
             chosen = [m for m in batch if reason is None or m.attributes.get("reason") == reason]
-            keep += [m for m in batch if m not in chosen]
             result.kept += len(batch) - len(chosen)
             if dry_run:
-                keep += chosen
                 result.moved += len(chosen)
                 for m in chosen:
                     on_moved(Letter.of(m, now))
                 continue
-            sent = _send_back(input_queue, chosen)
+            sent = _send_back(input_queue, chosen, snapshot.sent_back)
             # Delete only what is back; the rest stays a dead letter, to be redriven again.
             undeleted = dead_letters.delete(sent) if sent else {}
-            keep += [m for m in chosen if m not in sent]
             for m in sent:
                 if m.message_id not in undeleted:
+                    deleted.add(m.message_id)
                     result.moved += 1
                     on_moved(Letter.of(m, now))
             result.failed += len(chosen) - len(sent) + len(undeleted)
     finally:
-        release(dead_letters, keep)
+        snapshot.release(deleted=deleted)
     return result
 
 
-def _send_back(input_queue: Queue, messages: list[Message]) -> list[Message]:
+def _send_back(input_queue: Queue, messages: list[Message], sent_ids: set[str]) -> list[Message]:
     """Send in order, in as many calls as SQS needs; return the messages that went back
-    (a prefix: order is kept)."""
+    (a prefix: order is kept), and add the ids SQS gave them to ``sent_ids``."""
     outgoing = [
         Outgoing(
             ref=m.message_id,
@@ -148,9 +197,10 @@ def _send_back(input_queue: Queue, messages: list[Message]) -> list[Message]:
     sent: list[Message] = []
     for batch in batches(outgoing):
         try:
-            failed = input_queue.send(batch)
+            ids, failed = input_queue.send_batch(batch)
         except AwsFault:
             return sent
+        sent_ids.update(ids.values())
         # Never past the first one refused: the ones after it would overtake it.
         for letter in batch:
             if letter.ref in failed:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -247,3 +251,88 @@ def test_send_stops_a_group_at_its_first_book_sqs_refuses_and_goes_on_with_the_o
     assert "book 3 not sent: an earlier book of its group (A) was not sent" in result.stderr
     got = queues.collect(settings.input_queue, 2, timeout=10)
     assert sorted(json.loads(m["Body"])["id"] for m in got) == ["a1", "b1"]
+
+
+def run_bookd(settings, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`bookd ...` as a user runs it, in a process of its own: a hang ends in TimeoutExpired."""
+    return subprocess.run(
+        [sys.executable, "-m", "bookd", *args],
+        env={**os.environ, **settings.to_env()},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def dead_letter_ids(queues) -> set[str]:
+    """The ids of the dead letters waiting now, left in place (visibility 0)."""
+    response = queues.sqs.receive_message(
+        QueueUrl=queues.urls[queues.settings.dead_letter_queue],
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=1,
+        VisibilityTimeout=0,
+    )
+    return {m["MessageId"] for m in response.get("Messages", [])}
+
+
+@pytest.mark.parametrize("reason", [None, "invalid-json"])
+def test_a_redrive_moves_each_dead_letter_once_and_ends_while_the_listener_runs(
+    settings, queues, start_listener, reason
+):
+    # Given a running listener and a book it dead-lettered as invalid,
+    queues.send("not json", group="bad")
+    start_listener()
+    assert wait_for(lambda: queues.depth(settings.dead_letter_queue) == 1, timeout=20)
+    [first] = dead_letter_ids(queues)
+    # when an operator redrives (and the listener dead-letters the book again at once),
+    args = ["--reason", reason] if reason else []
+    result = run_bookd(settings, "dlq", "redrive", "-y", *args, timeout=60)
+    # then the redrive moved it once and ended,
+    assert result.returncode == 0, result.stderr
+    assert "moved 1 dead letters" in result.stdout, result.stdout
+    # and the dead-letter queue holds one letter again: the book's second dead-lettering.
+    assert wait_for(lambda: queues.depth(settings.dead_letter_queue) == 1, timeout=20)
+    [again] = queues.dead_letters(1, timeout=10)
+    assert again["MessageId"] != first
+    assert again["MessageAttributes"]["reason"]["StringValue"] == "invalid-json"
+
+
+@pytest.mark.parametrize("command", [["dlq", "list", "--json"], ["dlq", "redrive", "--dry-run"]])
+def test_listing_ends_with_what_was_there_while_bad_input_keeps_coming(
+    settings, queues, start_listener, command
+):
+    # Given three dead letters, and bad input that keeps coming for 40 s,
+    for n in range(3):
+        queues.send(f"bad {n}", group=f"g{n}")
+    start_listener()
+    assert wait_for(lambda: queues.depth(settings.dead_letter_queue) == 3, timeout=20)
+    there = dead_letter_ids(queues)
+    feeding = threading.Event()
+    feeding.set()
+
+    def feed() -> None:
+        deadline = time.monotonic() + 40
+        n = 0
+        while feeding.is_set() and time.monotonic() < deadline:
+            queues.send(f"more bad {n}", group=f"more{n}")
+            n += 1
+            time.sleep(0.2)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        time.sleep(1.5)  # the listener dead-letters the new ones as they come
+        # when an operator lists them (or tries a redrive),
+        result = run_bookd(settings, *command, timeout=25)
+    finally:
+        feeding.clear()
+        feeder.join()
+    # then it ends, having met each letter that was there.
+    assert result.returncode == 0, result.stderr
+    if command[1] == "list":
+        listed = {json.loads(line)["message_id"] for line in result.stdout.splitlines()}
+        assert there <= listed, (there, listed)
+    else:
+        assert "would move" in result.stdout
+
