@@ -372,21 +372,27 @@ def status(settings: Settings, as_json: bool) -> None:
 
 def _print_status(listener: dict[str, Any], queues: dict[str, Any], down: list[str]) -> None:
     pid = f" (pid {listener['pid']})" if listener.get("pid") else ""
-    click.echo(f"listener     {listener['state']}{pid}")
+    rows = [("listener", f"{listener['state']}{pid}")]
     for when in ("started_at", "connected_at", "last_poll_at"):
         if listener.get(when):
-            click.echo(f"  {when.replace('_', ' '):<12}{listener[when]}")
+            rows.append((f"  {when.replace('_', ' ')}", listener[when]))
     for service, state in sorted(listener["dependencies"].items()):
         cause = f" ({state['cause']})" if state.get("cause") else ""
-        click.echo(f"{service:<13}{state.get('state')}{cause}")
+        rows.append((service, f"{state.get('state')}{cause}"))
     for label, info in queues.items():
         if "error" in info:
-            click.echo(f"{label + ' queue':<13}unreachable ({info['error']})")
+            rows.append((f"{label} queue", f"unreachable ({info['error']})"))
         else:
-            click.echo(
-                f"{label + ' queue':<13}{info['visible']} waiting, {info['in_flight']} in flight"
-                f"  ({info['name']})"
+            rows.append(
+                (
+                    f"{label} queue",
+                    f"{info['visible']} waiting, {info['in_flight']} in flight  ({info['name']})",
+                )
             )
+    # One column of values, two spaces past the longest label, whatever the labels are.
+    width = max(len(label) for label, _ in rows) + 2
+    for label, value in rows:
+        click.echo(f"{label:<{width}}{value}")
     click.echo("all up" if not down else f"down: {', '.join(down)}")
 
 

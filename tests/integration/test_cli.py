@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from bookd.cli import EXIT_DOWN, EXIT_INCOMPLETE, EXIT_LOCKED, main
 from bookd.listener import BookListener
 from bookd.supervision import StateDir, Supervised, hold_listener_lock
 from harness.waiting import wait_for
+from tests.terminal import screen_of
 
 BOOK = {"id": "1", "title": "t", "author": "A", "year": "1999", "genre": "scifi"}
 
@@ -336,3 +338,59 @@ def test_listing_ends_with_what_was_there_while_bad_input_keeps_coming(
     else:
         assert "would move" in result.stdout
 
+
+@contextlib.contextmanager
+def running_listener(settings):
+    """A listener in a thread of this process, holding the lock of settings' state dir."""
+    state = StateDir(settings.state_dir)
+    state.path.mkdir(parents=True, exist_ok=True)
+    with hold_listener_lock(state, timeout=1):
+        listener = BookListener(settings, on_tick=Supervised(settings, owner_pid=None))
+        thread = threading.Thread(target=listener.listen, daemon=True)
+        thread.start()
+        try:
+            yield listener
+        finally:
+            listener.stop()
+            thread.join(timeout=15)
+
+
+STATUS_LABELS = (
+    "listener",
+    "started at",
+    "connected at",
+    "last poll at",
+    "s3",
+    "sqs",
+    "input queue",
+    "output queue",
+    "dead-letter queue",
+)
+
+
+def test_status_shows_its_values_in_one_column_on_a_terminal(state_settings, queues):
+    with running_listener(state_settings):
+        def polled() -> bool:
+            code, out = bookd(state_settings, "status", "--json")
+            return code == 0 and json.loads(out)["listener"]["last_poll_at"] is not None
+
+        assert wait_for(polled, timeout=20)
+        env = {**os.environ, **state_settings.to_env()}
+        code, screen = screen_of([sys.executable, "-m", "bookd", "status"], env, columns=80)
+    assert code == 0, screen
+    rows = {}
+    for line in screen:
+        label = next((name for name in STATUS_LABELS if line.strip().startswith(name)), None)
+        if label is not None:
+            rows[label] = line
+    assert set(rows) == set(STATUS_LABELS), screen
+    # Every value starts in one column, at least two spaces after the longest label.
+    starts = set()
+    for label, line in rows.items():
+        after = line.index(label) + len(label)
+        gap = len(line[after:]) - len(line[after:].lstrip(" "))
+        assert gap >= 2, f"{label!r} runs into its value: {line!r}"
+        starts.add(after + gap)
+    assert len(starts) == 1, screen
+    assert screen[-1] == "all up"
+    assert all(len(line) < 80 for line in screen), "no line fills the terminal's width"
