@@ -130,15 +130,15 @@ def _time_calls(client: Any) -> None:
     events.register("after-call-error", after_error)
 
 
-def call(service: str, operation: str, fn: Callable[[], T]) -> T:
-    """Run one boto3 call; AwsFault if it fails."""
+def call(service: str, operation: str, fn: Callable[[], T], *, resource: str) -> T:
+    """Run one boto3 call on ``resource`` ("bucket romance"); AwsFault if it fails."""
     try:
         return fn()
     except AWS_ERRORS as exc:
-        raise classify(exc, service=service, operation=operation) from exc
+        raise classify(exc, service=service, operation=operation, resource=resource) from exc
 
 
-def _entry_fault(failure: Mapping[str, Any], operation: str) -> AwsFault:
+def _entry_fault(failure: Mapping[str, Any], operation: str, resource: str) -> AwsFault:
     code = str(failure.get("Code") or "Unknown")
     return AwsFault(
         kind_of(code),
@@ -146,6 +146,7 @@ def _entry_fault(failure: Mapping[str, Any], operation: str) -> AwsFault:
         operation=operation,
         code=code,
         detail=str(failure.get("Message") or code),
+        resource=resource,
     )
 
 
@@ -191,8 +192,12 @@ class Queue:
     def __init__(self, client: Any, name: str) -> None:
         self.client = client
         self.name = name
+        self.resource = f"queue {name}"
         self.url: str = call(
-            "sqs", "GetQueueUrl", lambda: client.get_queue_url(QueueName=name)["QueueUrl"]
+            "sqs",
+            "GetQueueUrl",
+            lambda: client.get_queue_url(QueueName=name)["QueueUrl"],
+            resource=self.resource,
         )
 
     def receive(
@@ -221,6 +226,7 @@ class Queue:
                 AttributeNames=["MessageGroupId", "ApproximateReceiveCount", "SentTimestamp"],
                 **kwargs,
             ),
+            resource=self.resource,
         )
         return [message_from_sqs(raw) for raw in response.get("Messages", [])]
 
@@ -228,7 +234,12 @@ class Queue:
         """Send one message; AwsFault if SQS refused it."""
         params = entry(message, 0)
         del params["Id"]
-        call("sqs", "SendMessage", lambda: self.client.send_message(QueueUrl=self.url, **params))
+        call(
+            "sqs",
+            "SendMessage",
+            lambda: self.client.send_message(QueueUrl=self.url, **params),
+            resource=self.resource,
+        )
 
     def send(self, messages: Sequence[Outgoing]) -> dict[str, AwsFault]:
         """Send up to ten messages in order, in one call; return the entries not sent, by ref.
@@ -248,10 +259,11 @@ class Queue:
             "sqs",
             "SendMessageBatch",
             lambda: self.client.send_message_batch(QueueUrl=self.url, Entries=entries),
+            resource=self.resource,
         )
         sent = {messages[int(s["Id"])].ref: s["MessageId"] for s in response.get("Successful", [])}
         failed = {
-            messages[int(f["Id"])].ref: _entry_fault(f, "SendMessageBatch")
+            messages[int(f["Id"])].ref: _entry_fault(f, "SendMessageBatch", self.resource)
             for f in response.get("Failed", [])
         }
         return sent, failed
@@ -289,9 +301,12 @@ class Queue:
                 "sqs",
                 operation,
                 lambda entries=entries: method(QueueUrl=self.url, Entries=entries),
+                resource=self.resource,
             )
             for failure in response.get("Failed", []):
-                failed[chunk[int(failure["Id"])].message_id] = _entry_fault(failure, operation)
+                failed[chunk[int(failure["Id"])].message_id] = _entry_fault(
+                    failure, operation, self.resource
+                )
         return failed
 
     def attributes(self, *names: str) -> dict[str, str]:
@@ -302,6 +317,7 @@ class Queue:
             lambda: self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=list(names))[
                 "Attributes"
             ],
+            resource=self.resource,
         )
 
     def probe(self) -> None:
@@ -321,6 +337,7 @@ class Queue:
             lambda: self.client.get_queue_attributes(
                 QueueUrl=self.url, AttributeNames=["QueueArn"]
             ),
+            resource=self.resource,
         )
         date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
         try:
@@ -353,6 +370,7 @@ class BookStore:
                 Metadata=dict(metadata),
                 **self._owner,
             ),
+            resource=f"bucket {bucket}",
         )
         return response.get("VersionId", "")
 
@@ -373,6 +391,7 @@ class BookStore:
             lambda: self.client.list_object_versions(
                 Bucket=bucket, Prefix=key, MaxKeys=VERSION_SCAN_LIMIT, **self._owner
             ),
+            resource=f"bucket {bucket}",
         )
         for version in listing.get("Versions", []):
             if version["Key"] != key or version.get("IsLatest"):
@@ -389,13 +408,22 @@ class BookStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise classify(exc, service="s3", operation="HeadObject") from exc
+            raise classify(
+                exc, service="s3", operation="HeadObject", resource=f"bucket {bucket}"
+            ) from exc
         except AWS_ERRORS as exc:
-            raise classify(exc, service="s3", operation="HeadObject") from exc
+            raise classify(
+                exc, service="s3", operation="HeadObject", resource=f"bucket {bucket}"
+            ) from exc
 
     def probe(self, bucket: str) -> None:
         """A cheap call that fails when S3 (or this bucket) does."""
-        call("s3", "HeadBucket", lambda: self.client.head_bucket(Bucket=bucket, **self._owner))
+        call(
+            "s3",
+            "HeadBucket",
+            lambda: self.client.head_bucket(Bucket=bucket, **self._owner),
+            resource=f"bucket {bucket}",
+        )
 
     def check_versioning(self, bucket: str) -> None:
         """AwsFault (misconfigured) unless the bucket keeps every version of a key."""
@@ -403,6 +431,7 @@ class BookStore:
             "s3",
             "GetBucketVersioning",
             lambda: self.client.get_bucket_versioning(Bucket=bucket, **self._owner),
+            resource=f"bucket {bucket}",
         ).get("Status")
         if status != "Enabled":
             raise AwsFault(
@@ -410,6 +439,7 @@ class BookStore:
                 service="s3",
                 operation="GetBucketVersioning",
                 code="BucketNotVersioned",
+                resource=f"bucket {bucket}",
                 detail=f"bucket {bucket} has versioning {status or 'off'}: a second book with "
                 "the same title would replace the first; run `bookd provision`",
             )

@@ -44,19 +44,31 @@ class AwsFault(BookdError):
     """Raised when an S3 or SQS call failed; ``kind`` says what bookd does about it."""
 
     def __init__(
-        self, kind: FaultKind, *, service: str, operation: str, code: str, detail: str
+        self,
+        kind: FaultKind,
+        *,
+        service: str,
+        operation: str,
+        code: str,
+        detail: str,
+        resource: str | None = None,
     ) -> None:
-        super().__init__(f"{operation} failed: {code}: {detail}")
+        on = f" on {resource}" if resource else ""
+        super().__init__(f"{operation}{on} failed: {code}: {detail}")
         self.kind = kind
         self.service = service
         self.operation = operation
         self.code = code
         self.detail = detail
+        self.resource = resource
+        """What the call was about ("bucket romance", "queue InputQueue.fifo"), if known:
+        AWS's own text for a missing bucket or queue does not name it."""
 
     @property
     def cause(self) -> str:
-        """A short, stable description: operation and error code, no request details."""
-        return f"{self.operation}: {self.code}"
+        """A short, stable description: operation, what it was on, and the error code."""
+        on = f" on {self.resource}" if self.resource else ""
+        return f"{self.operation}{on}: {self.code}"
 
 
 class ProvisionError(BookdError):

@@ -156,8 +156,11 @@ def error_code(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def classify(exc: BaseException, *, service: str, operation: str) -> AwsFault:
-    """Wrap a boto3 failure as an AwsFault naming the call, the code and its kind."""
+def classify(
+    exc: BaseException, *, service: str, operation: str, resource: str | None = None
+) -> AwsFault:
+    """Wrap a boto3 failure as an AwsFault naming the call, what it was on, the code and
+    its kind."""
     code = error_code(exc)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError | NoRegionError):
         kind = FaultKind.MISCONFIGURED
@@ -169,4 +172,6 @@ def classify(exc: BaseException, *, service: str, operation: str) -> AwsFault:
     else:
         # Connection refused or reset, timeouts, a broken response: the service is away.
         kind = FaultKind.UNAVAILABLE
-    return AwsFault(kind, service=service, operation=operation, code=code, detail=str(exc))
+    return AwsFault(
+        kind, service=service, operation=operation, code=code, detail=str(exc), resource=resource
+    )

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -16,8 +17,12 @@ import pytest
 import requests
 import yaml
 
+from bookd.aws import make_client
+from bookd.cli import EXIT_DOWN
+from bookd.provision import provision
 from harness.resources import Queues
 from harness.waiting import free_port, wait_for
+from tests.terminal import screen_of
 from tests.unit.test_monitoring_files import DASHBOARD, dashboard_expressions
 
 pytestmark = pytest.mark.slow
@@ -169,3 +174,36 @@ def test_with_json_logs_every_line_is_json_and_message_lines_name_their_message(
     assert all(r["bucket"] and r["key"] and r["book_id"] for r in stored)
     about_messages = [r for r in records if "message" in r and "message " in r["message"]]
     assert all("message_id" in r or "message_ids" in r for r in about_messages)
+
+
+def test_a_bucket_deleted_under_the_stack_is_named_by_readiness_status_and_the_log(
+    make_stack, settings, queues
+):
+    # Given a running stack whose romance bucket is deleted,
+    stack = make_stack()
+    bucket = settings.buckets["romance"]
+    s3 = make_client(settings, "s3")
+    s3.delete_bucket(Bucket=bucket)
+    # when a romance book comes,
+    queues.send({**BOOK, "id": "lost-bucket", "title": "Waits", "genre": "romance"}, group="r")
+    named = f"bucket {bucket}"
+
+    def not_ready() -> bool:
+        return stack.get("/readyz").status_code == 503 and named in stack.get("/readyz").text
+
+    # then readiness (for a caller on this machine, who sees causes), GET /,
+    assert wait_for(not_ready, timeout=20), stack.get("/readyz").text
+    cause = stack.get("/readyz").json()["listener"]["dependencies"]["s3"]["cause"]
+    assert cause == f"PutObject on {named}: NoSuchBucket"
+    assert stack.status()["listener"]["dependencies"]["s3"]["cause"] == cause
+    # bookd status, as a terminal shows it,
+    env = {**os.environ, **stack.env}
+    code, screen = screen_of([sys.executable, "-m", "bookd", "status"], env)
+    assert code == EXIT_DOWN
+    assert any(line.startswith("s3 ") and named in line for line in screen), screen
+    # and the log line all name the bucket;
+    assert f"s3 is misconfigured (PutObject on {named}: NoSuchBucket)" in stack.log_tail(400)
+    # once it is back, the book is stored and announced once.
+    provision(settings)
+    assert [o["id"] for o in queues.outputs(1, timeout=40)] == ["lost-bucket"]
+    assert queues.outputs(1, timeout=2) == []

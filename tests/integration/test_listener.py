@@ -12,6 +12,7 @@ from bookd.aws import Queue, make_client
 from bookd.listener import BookListener
 from bookd.ports import MAX_MESSAGE_BYTES, Message, Outgoing
 from bookd.processing import RETRIES_EXHAUSTED
+from bookd.provision import provision
 from bookd.supervision import StateDir, Supervised
 from harness.proxy import Fault, Proxy
 from harness.waiting import wait_for
@@ -125,12 +126,34 @@ def test_a_missing_bucket_pauses_the_listener_until_it_exists_and_dead_letters_n
         return listener.dependencies.snapshot()["s3"].get("state") == "misconfigured"
 
     assert wait_for(paused, timeout=20), listener.dependencies.snapshot()
-    assert listener.dependencies.snapshot()["s3"]["cause"] == "PutObject: NoSuchBucket"
+    # The cause names the bucket: S3's own text ("The specified bucket does not exist") does not.
+    cause = listener.dependencies.snapshot()["s3"]["cause"]
+    assert cause == f"PutObject on bucket {bucket}: NoSuchBucket"
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     assert [o["id"] for o in queues.outputs(1, timeout=40)] == ["waits"]
     assert queues.dead_letters(1, timeout=2) == []
     assert wait_for(lambda: not listener.dependencies.blocked(), timeout=5)
+
+
+def test_a_missing_output_queue_is_named_and_pauses_the_listener_until_it_exists(
+    settings, queues, start_listener
+):
+    sqs = make_client(settings, "sqs")
+    listener = start_listener(settings.replace(max_attempts=1, retry_for=0))
+    assert wait_for(lambda: listener.connected, timeout=10)
+    sqs.delete_queue(QueueUrl=queues.urls[settings.output_queue])  # removed while bookd ran
+    queues.send(book("waits"), group="A")
+
+    def paused():
+        return listener.dependencies.snapshot()["sqs"].get("state") == "misconfigured"
+
+    assert wait_for(paused, timeout=20), listener.dependencies.snapshot()
+    cause = listener.dependencies.snapshot()["sqs"]["cause"]
+    assert f"on queue {settings.output_queue}: " in cause, cause
+    provision(settings)
+    assert [o["id"] for o in queues.outputs(1, timeout=40)] == ["waits"]
+    assert queues.dead_letters(1, timeout=2) == []
 
 
 def test_a_job_slower_than_the_visibility_timeout_is_processed_once(
