@@ -9,8 +9,8 @@ metrics of dead processes are dropped.
 import os
 import shutil
 
-from bookd.config import Settings
-from bookd.logs import logging_config
+from bookd.core.config import Settings
+from bookd.telemetry.logs import logging_config
 
 settings = Settings.from_env()
 
@@ -18,9 +18,10 @@ settings = Settings.from_env()
 # Set before anything imports prometheus_client: it picks its value class at import,
 # in the master and so in every worker forked from it and the listener it starts.
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(settings.metrics_dir)
+settings = settings.replace(prometheus_multiproc_dir=settings.metrics_dir)
 
 # --- server ----------------------------------------------------------------------
-wsgi_app = "bookd.app:create_app()"
+wsgi_app = "bookd.web:create_app()"
 bind = settings.bind
 workers = settings.workers
 # Threads, so a slow outbound check in one request never holds up /metrics in another.
@@ -33,7 +34,7 @@ max_requests_jitter = settings.max_requests // 10
 accesslog = "-"
 errorlog = "-"
 loglevel = settings.log_level.lower()
-# One configuration for Gunicorn's lines and bookd's, in every process (bookd/logs.py).
+# One configuration for Gunicorn's lines and bookd's, in every process (bookd/telemetry/logs.py).
 logconfig_dict = logging_config(settings)
 proc_name = "bookd"
 # Gunicorn's control socket sits at one fixed path per user; two stacks on one host
@@ -50,17 +51,17 @@ def on_starting(server):
 
 def when_ready(server):
     """Start the listener as soon as the master is listening."""
-    from bookd import supervision
+    from bookd.supervision.keeper import start_listener
 
-    supervision.start_listener(settings, owner_pid=os.getpid())
+    start_listener(settings, owner_pid=os.getpid())
 
 
 def post_fork(server, worker):
     """Start this worker's Keeper, which restarts the listener whenever it dies."""
-    from bookd import supervision
+    from bookd.supervision.keeper import Keeper
 
     # Started after the fork: no thread crosses a fork.
-    keeper = supervision.Keeper(settings, owner_pid=server.pid, alive=lambda: worker.alive)
+    keeper = Keeper(settings, owner_pid=server.pid, alive=lambda: worker.alive)
     keeper.start()
 
 
@@ -71,16 +72,16 @@ def post_worker_init(worker):
 
 def child_exit(server, worker):
     """Drop the live gauges of a worker that exited."""
-    from bookd import metrics
+    from bookd.telemetry import metrics
 
-    metrics.mark_dead(worker.pid)
+    metrics.mark_dead(settings, worker.pid)
 
 
 def on_exit(server):
     """Wait for the listener to hand back its messages before the master is gone."""
-    from bookd import supervision
+    from bookd.supervision.control import wait_for_listener_exit
 
-    if not supervision.wait_for_listener_exit(settings, timeout=settings.graceful_timeout):
+    if not wait_for_listener_exit(settings, timeout=settings.graceful_timeout):
         server.log.warning(
             "the listener still runs after %ss; supervisord will end it", settings.graceful_timeout
         )

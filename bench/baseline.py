@@ -15,8 +15,8 @@ from typing import Any
 
 from sqs_listener import SqsListener
 
-from bookd.aws import make_client
-from bookd.config import Settings
+from bookd.aws.clients import make_client
+from bookd.core.config import Settings
 
 READY = "baseline ready at"
 """Printed with the wall-clock time once the clients exist, just before the first receive."""

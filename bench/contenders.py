@@ -29,16 +29,18 @@ import requests
 
 from bench import baseline, floor
 from bench.probes import percentile
-from bookd.aws import BookStore, make_client
-from bookd.books import metadata_value
-from bookd.config import Settings
-from bookd.ports import BOOK_ID_METADATA, MESSAGE_ID_METADATA
-from bookd.provision import provision
-from bookd.supervision import StateDir
+from bookd.aws.clients import make_client
+from bookd.aws.provision import provision
+from bookd.aws.s3 import BookStore
+from bookd.aws.sqs import Queue
+from bookd.core.books import metadata_value
+from bookd.core.config import Settings
+from bookd.core.ports import BOOK_ID_METADATA, MESSAGE_ID_METADATA
+from bookd.supervision.lock import StateDir
 from harness.audit import Verdict, check_objects, check_outputs
 from harness.localstack import shared_pid
 from harness.procfs import cpu_seconds, started_at
-from harness.resources import drain, queue_depth, remove_resources, unique_settings
+from harness.resources import drain, remove_resources, unique_settings
 from harness.stack import Stack, settings_env
 from harness.waiting import wait_for
 from harness.workload import Workload, preload
@@ -276,7 +278,7 @@ def wait_until_done(
 ) -> None:
     """Return once ``count`` outputs are queued and the input queue is empty."""
     sqs = make_client(settings, "sqs")
-    input_url = sqs.get_queue_url(QueueName=settings.input_queue)["QueueUrl"]
+    inputs = Queue(sqs, settings.input_queue)
     output_url = sqs.get_queue_url(QueueName=settings.output_queue)["QueueUrl"]
     deadline = time.monotonic() + timeout
     while True:
@@ -286,7 +288,7 @@ def wait_until_done(
             )["Attributes"]["ApproximateNumberOfMessages"]
         )
         # Inputs are deleted after their output is sent: an empty input queue means finished.
-        finished = done >= count and queue_depth(sqs, input_url) == 0
+        finished = done >= count and inputs.depth().waiting == 0
         if probe is not None:
             probe(consumer, done, finished)
         if finished:

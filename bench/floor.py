@@ -4,7 +4,7 @@
 (long poll, bookd's visibility timeout); one PutObject per book, the receive's books
 all at once on a pool of ``BOOKD_CONCURRENCY`` threads (as bookd uploads a group's
 titles); per FIFO group, one SendMessageBatch of its announcements in input order
-(bookd.ports.announcement: bookd's body and deduplication id); one
+(bookd.core.ports.announcement: bookd's body and deduplication id); one
 DeleteMessageBatch. The clients are bookd.aws's (make_client, Queue, BookStore),
 so the floor pays bookd's client costs, and it runs at the listener's CPU priority
 (``BOOKD_LISTENER_NICE``); nothing else: no validation, no retries, no heartbeat,
@@ -26,10 +26,18 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
-from bookd.aws import BookStore, Queue, make_client
-from bookd.books import metadata_value
-from bookd.config import Settings
-from bookd.ports import BATCH_LIMIT, BOOK_ID_METADATA, MESSAGE_ID_METADATA, Message, announcement
+from bookd.aws.clients import make_client
+from bookd.aws.s3 import BookStore
+from bookd.aws.sqs import Queue
+from bookd.core.books import metadata_value
+from bookd.core.config import Settings
+from bookd.core.ports import (
+    BATCH_LIMIT,
+    BOOK_ID_METADATA,
+    MESSAGE_ID_METADATA,
+    Message,
+    announcement,
+)
 
 READY = "floor ready at"
 """Printed with the wall-clock time once the clients exist, just before the first receive."""

@@ -87,7 +87,7 @@ def http_latency(
         "p50": percentile(seconds, 50),
         "p99": percentile(seconds, 99),
         # Without each client's first request: those meet each worker's first check,
-        # which waits for a live call to LocalStack (see bookd.health.Cached).
+        # which waits for a live call to LocalStack (see bookd.web.checks.Cached).
         "p99_after_first": percentile(later, 99),
         "codes": dict(codes),
         # Where a slow request's time went: leaving late means this process was slow.

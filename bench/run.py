@@ -48,7 +48,7 @@ from bench.contenders import (
     run_queue_contender,
 )
 from bench.probes import SaturationProbe
-from bookd.config import Settings
+from bookd.core.config import Settings
 from harness import localstack
 from harness.proxy import Proxy
 from harness.workload import Workload, make_workload

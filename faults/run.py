@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from bookd.config import Settings
+from bookd.core.config import Settings
 from faults.scenarios import FULL, SCENARIOS, SMALL, Result, Run, Size
 from harness import localstack
 from harness.audit import Outcome

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bookd.config import Settings
-from bookd.provision import provision
-from bookd.supervision import STABLE_SECONDS
+from bookd.aws.provision import provision
+from bookd.core.config import Settings
+from bookd.supervision.keeper import STABLE_SECONDS
 from harness.audit import Outcome, audit
 from harness.localstack import PrivateLocalStack
 from harness.procfs import started_at
@@ -136,10 +136,10 @@ class Run:
 
     def remaining(self) -> int:
         """Messages left in the input queue, visible or in flight."""
-        from bookd.aws import make_client
+        from bookd.aws.clients import make_client
 
         sqs = make_client(self.settings, "sqs")
-        return queue_depth(sqs, sqs.get_queue_url(QueueName=self.settings.input_queue)["QueueUrl"])
+        return queue_depth(sqs, self.settings.input_queue)
 
     def wait_done(self, *, timeout: float) -> float:
         """Wait until the input queue is empty; return when that was seen (monotonic)."""

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bookd.aws import make_client
-from bookd.config import Settings
+from bookd.aws.clients import make_client
+from bookd.core.config import Settings
 from harness.resources import Received, drain, stored_versions
 from harness.workload import Book, Workload
 

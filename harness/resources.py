@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bookd.aws import make_client
-from bookd.config import Settings
-from bookd.faults import AWS_ERRORS
+from bookd.aws.clients import make_client
+from bookd.aws.codes import AWS_ERRORS
+from bookd.aws.sqs import Queue
+from bookd.core.config import Settings
 
 DRAIN_THREADS = 4
 """Threads draining a queue; FIFO hands each a different group at a time."""
@@ -64,15 +65,10 @@ def _empty_and_delete_bucket(s3: Any, bucket: str, *, rounds: int = 100) -> None
         s3.delete_bucket(Bucket=bucket)
 
 
-def queue_depth(sqs: Any, url: str) -> int:
-    """Visible plus in-flight messages (both approximate, exact once the queue is idle)."""
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(
-        attrs["ApproximateNumberOfMessagesNotVisible"]
-    )
+def queue_depth(sqs: Any, name: str) -> int:
+    """Visible plus in-flight messages of queue ``name`` (both approximate, exact once the
+    queue is idle), read as bookd reads it."""
+    return Queue(sqs, name).depth().waiting
 
 
 @dataclass(frozen=True)
@@ -155,10 +151,11 @@ class Queues:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.sqs = make_client(settings, "sqs")
-        self.urls = {
-            name: self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        self.queues = {
+            name: Queue(self.sqs, name)
             for name in (settings.input_queue, settings.output_queue, settings.dead_letter_queue)
         }
+        self.urls = {name: queue.url for name, queue in self.queues.items()}
 
     def send(self, body: str | dict, *, group: str = "g1") -> str:
         text = body if isinstance(body, str) else json.dumps(body)
@@ -219,4 +216,4 @@ class Queues:
         return self.collect(self.settings.dead_letter_queue, count, **kw)
 
     def depth(self, name: str) -> int:
-        return queue_depth(self.sqs, self.urls[name])
+        return self.queues[name].depth().waiting

@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from bookd.config import Settings
+from bookd.core.config import Settings
 from harness.procfs import live_processes
 from harness.waiting import free_port, wait_for
 

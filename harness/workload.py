@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bookd.aws import make_client
-from bookd.books import key_for_title
-from bookd.config import Settings
+from bookd.aws.clients import make_client
+from bookd.core.books import key_for_title
+from bookd.core.config import Settings
 
 WORDS = (
     "Dune", "Foundation", "Solaris", "Hyperion", "Neuromancer", "Persuasion", "Emma",

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from bookd.config import Settings
+from bookd.aws.provision import provision
+from bookd.core.config import Settings
 from bookd.listener import BookListener
-from bookd.provision import provision
 from harness import localstack
 from harness.resources import Queues, remove_resources, unique_settings
 

@@ -17,9 +17,9 @@ import pytest
 import requests
 import yaml
 
-from bookd.aws import make_client
-from bookd.cli import EXIT_DOWN
-from bookd.provision import provision
+from bookd.aws.clients import make_client
+from bookd.aws.provision import provision
+from bookd.core.exits import EXIT_DOWN
 from harness.resources import Queues
 from harness.waiting import free_port, wait_for
 from tests.terminal import screen_of

@@ -13,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from bookd import health
+from bookd.web import checks as health
 from harness.proxy import Proxy
 from harness.resources import Queues
 from harness.waiting import wait_for

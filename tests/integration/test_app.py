@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from bookd.app import create_app
-from bookd.health import Checks
-from bookd.supervision import StateDir
+from bookd.supervision.lock import StateDir
+from bookd.web.app import create_app
+from bookd.web.checks import Checks
 
 
 @pytest.fixture

@@ -13,10 +13,12 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from bookd.aws import make_client
-from bookd.cli import EXIT_DOWN, EXIT_INCOMPLETE, EXIT_LOCKED, main
+from bookd.aws.clients import make_client
+from bookd.cli import main
+from bookd.core.exits import EXIT_DOWN, EXIT_INCOMPLETE, EXIT_LOCKED
 from bookd.listener import BookListener
-from bookd.supervision import StateDir, Supervised, hold_listener_lock
+from bookd.supervision.lock import StateDir, hold_listener_lock
+from bookd.supervision.status import Supervised
 from harness.waiting import wait_for
 from tests.terminal import screen_of
 
@@ -54,7 +56,7 @@ def test_every_subcommand_has_help_and_there_is_a_version(settings):
 
 
 def test_help_lists_every_setting_from_its_one_declaration(settings):
-    from bookd.config import describe
+    from bookd.core.config import describe
 
     code, out = bookd(settings, "--help")
     assert code == 0
@@ -370,6 +372,7 @@ STATUS_LABELS = (
 
 def test_status_shows_its_values_in_one_column_on_a_terminal(state_settings, queues):
     with running_listener(state_settings):
+
         def polled() -> bool:
             code, out = bookd(state_settings, "status", "--json")
             return code == 0 and json.loads(out)["listener"]["last_poll_at"] is not None

@@ -6,9 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from bookd.aws import make_client
-from bookd.books import from_metadata
-from bookd.ports import BOOK_ID_METADATA
+from bookd.aws.clients import make_client
+from bookd.core.books import from_metadata
+from bookd.core.ports import BOOK_ID_METADATA
 
 CORPUS = [
     json.loads(line)

@@ -8,12 +8,14 @@ import time
 
 import pytest
 
-from bookd.aws import Queue, make_client
+from bookd.aws.clients import make_client
+from bookd.aws.provision import provision
+from bookd.aws.sqs import Queue
+from bookd.core.ports import MAX_MESSAGE_BYTES, Message, Outgoing
 from bookd.listener import BookListener
-from bookd.ports import MAX_MESSAGE_BYTES, Message, Outgoing
-from bookd.processing import RETRIES_EXHAUSTED
-from bookd.provision import provision
-from bookd.supervision import StateDir, Supervised
+from bookd.rules.processor import RETRIES_EXHAUSTED
+from bookd.supervision.lock import StateDir
+from bookd.supervision.status import Supervised
 from harness.proxy import Fault, Proxy
 from harness.waiting import wait_for
 

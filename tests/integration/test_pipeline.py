@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from bookd import books
-from bookd.aws import make_client
-from bookd.ports import MESSAGE_ID_METADATA
+from bookd.aws.clients import make_client
+from bookd.core import books
+from bookd.core.ports import MESSAGE_ID_METADATA
 from harness.waiting import wait_for
 
 BOOK = {

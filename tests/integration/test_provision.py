@@ -2,8 +2,8 @@
 
 import json
 
-from bookd.aws import make_client
-from bookd.provision import provision
+from bookd.aws.clients import make_client
+from bookd.aws.provision import provision
 
 
 def test_provisioning_twice_succeeds_and_leaves_the_same_resources(settings):

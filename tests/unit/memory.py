@@ -1,4 +1,4 @@
-"""In-memory adapters of bookd.ports, for offline tests of the rules (dramatiq's StubBroker).
+"""In-memory adapters of bookd.core.ports, for offline tests of the rules (dramatiq's StubBroker).
 
 They keep the SQS FIFO and S3 rules the processing relies on: a group is handed out
 whole or not at all while one of its messages is in flight; a receipt handle is
@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bookd.errors import AwsFault
-from bookd.faults import kind_of
-from bookd.ports import MAX_MESSAGE_BYTES, MESSAGE_ID_METADATA, Message, Outgoing
+from bookd.aws.codes import kind_of
+from bookd.core.errors import AwsFault
+from bookd.core.ports import MAX_MESSAGE_BYTES, MESSAGE_ID_METADATA, Message, Outgoing
 
 DEDUP_WINDOW = 300.0
 
@@ -324,11 +324,11 @@ class Harness:
     """A Processor wired to memory adapters, with the queues, store and clock at hand."""
 
     def __init__(self, *, uploads: Any = None, **settings: Any) -> None:
-        from bookd.config import Settings
-        from bookd.dependencies import Dependencies
-        from bookd.inflight import Inflight
-        from bookd.processing import Processor
-        from bookd.retry import Retry
+        from bookd.core.config import Settings
+        from bookd.rules.dependencies import Dependencies
+        from bookd.rules.inflight import Inflight
+        from bookd.rules.processor import Processor
+        from bookd.rules.retry import Retry
 
         self.clock = FakeClock()
         self.settings = Settings.from_env({}).replace(**settings)

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bookd import books
-from bookd.books import from_metadata, key_for_title, metadata_value, parse_book
-from bookd.errors import InvalidBook
+from bookd.core import books
+from bookd.core.books import from_metadata, key_for_title, metadata_value, parse_book
+from bookd.core.errors import InvalidBook
 
 BUCKETS = {"scifi": "scifi-bucket", "romance": "romance-bucket"}
 VALID = {

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from bookd.config import Settings, markdown_table
-from bookd.errors import ConfigError
+from bookd.core.config import Settings, markdown_table
+from bookd.core.errors import ConfigError
 
 
 def test_defaults_point_at_the_host_localstack_with_test_credentials():

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from bookd.config import Settings
+from bookd.core.config import Settings
 from harness.waiting import free_port
 from tests.tools import lint, tool
 

@@ -12,8 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.parsers import create_parser
 
-from bookd.errors import FaultKind
-from bookd.faults import classify
+from bookd.aws.codes import classify
+from bookd.core.errors import FaultKind
 
 SESSION = botocore.session.get_session()
 

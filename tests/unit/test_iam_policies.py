@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from parliament import analyze_policy_string
 
-from bookd.config import Settings
+from bookd.core.config import Settings
 
 # bookd's defaults, as Settings declares them.
 DEFAULTS = Settings()

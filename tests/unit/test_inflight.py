@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bookd.inflight import Inflight
-from bookd.ports import Message
+from bookd.core.ports import Message
+from bookd.rules.inflight import Inflight
 from tests.unit.memory import FakeClock, MemoryQueue
 
 
@@ -74,7 +74,7 @@ def test_the_shortest_visibility_is_kept_whatever_the_heartbeat_s_phase():
     # BOOKD_VISIBILITY_TIMEOUT=5 once left half a second between "due" and "lapsed",
     # less than one heartbeat: a beat landing after the receive's first half second
     # found the message not yet due, and the next one found it lapsed.
-    from bookd.inflight import HEARTBEAT_SECONDS
+    from bookd.rules.inflight import HEARTBEAT_SECONDS
 
     for tenth in range(10):
         clock, queue, inflight, m = held(visibility=5)

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from bookd.config import Settings
+from bookd.core.config import Settings
 
 # bookd's defaults, as Settings declares them.
 DEFAULTS = Settings()
@@ -404,7 +404,7 @@ def test_one_placeholder_account_and_region_run_through_the_deploy_files():
 
 
 def test_every_bookd_variable_the_deploy_files_set_is_a_declared_setting():
-    from bookd.config import describe
+    from bookd.core.config import describe
 
     declared = {env for env, _, _ in describe()}
     deploy_files = ("deploy/k8s/deployment.yaml", "docker-compose.yml", "Dockerfile")

@@ -35,7 +35,7 @@ DASHBOARD_PROVIDERS = GRAFANA_DIR / "provisioning" / "dashboards" / "bookd.yml"
 SCRIPT = ROOT / "scripts" / "prometheus.sh"
 
 # The metrics contract of issue #9: every name bookd exports from /metrics, with its type.
-# A test below holds it equal to what bookd/metrics.py declares, and the end-to-end test
+# A test below holds it equal to what bookd/telemetry/metrics.py declares, and the end-to-end test
 # (tests/e2e/test_operations.py) asks a real Prometheus every dashboard query.
 CONTRACT = {
     "bookd_messages_processed_total": "counter",
@@ -183,7 +183,7 @@ def compose_mounts(service: dict) -> dict[str, Path]:
 def test_the_contract_is_what_bookd_metrics_declares():
     from prometheus_client.metrics import MetricWrapperBase
 
-    from bookd import metrics
+    from bookd.telemetry import metrics
 
     declared = {}
     for value in vars(metrics).values():

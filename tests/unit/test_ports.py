@@ -1,11 +1,11 @@
-"""SQS's limits as bookd.ports knows them: batch calls cut to size, characters SQS refuses."""
+"""SQS's limits as bookd.core.ports knows them: batch calls cut to size, characters SQS refuses."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bookd.ports import BATCH_LIMIT, MAX_MESSAGE_BYTES, Outgoing, batches, refused_character
+from bookd.core.ports import BATCH_LIMIT, MAX_MESSAGE_BYTES, Outgoing, batches, refused_character
 
 
 def outgoing(n: int, size: int) -> Outgoing:

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bookd import books
-from bookd.books import from_metadata
-from bookd.errors import FaultKind
-from bookd.ports import BOOK_ID_METADATA, MAX_MESSAGE_BYTES, MESSAGE_ID_METADATA, Outgoing
-from bookd.processing import (
+from bookd.core import books
+from bookd.core.books import from_metadata
+from bookd.core.errors import FaultKind
+from bookd.core.ports import BOOK_ID_METADATA, MAX_MESSAGE_BYTES, MESSAGE_ID_METADATA, Outgoing
+from bookd.rules.processor import (
     REJECTED_BY_S3,
     RETRIES_EXHAUSTED,
     TOO_MANY_DELIVERIES,
@@ -215,7 +215,7 @@ def test_a_group_s_announcements_keep_their_order_when_a_tail_of_the_batch_fails
 
 
 def test_an_entry_sqs_fails_alone_ahead_of_later_ones_is_counted_not_hidden():
-    from bookd import metrics
+    from bookd.telemetry import metrics
 
     h = Harness()
     ids = [h.input.put(book(f"b{n}"), group="g") for n in range(3)]

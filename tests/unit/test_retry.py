@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from bookd.dependencies import Dependencies
-from bookd.retry import MAX_DELAY, Backoff, Budget, Retry, Verdict
+from bookd.rules.dependencies import Dependencies
+from bookd.rules.retry import MAX_DELAY, Backoff, Budget, Retry, Verdict
 from tests.unit.memory import FakeClock, fault
 
 

@@ -6,14 +6,15 @@ import subprocess
 import sys
 import time
 
-from bookd.config import Settings
-from bookd.supervision import StateDir, flock, lock_holder, stop_listener
+from bookd.core.config import Settings
+from bookd.supervision.control import stop_listener
+from bookd.supervision.lock import StateDir, flock, lock_holder
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from bookd.config import Settings
-from bookd.supervision import StateDir, hold_listener_lock
+from bookd.core.config import Settings
+from bookd.supervision.lock import StateDir, hold_listener_lock
 with hold_listener_lock(StateDir(Path(sys.argv[1])), timeout=5) as mine:
     print("held" if mine else "not held", flush=True)
     time.sleep(60)

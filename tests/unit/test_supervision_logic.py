@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from bookd.health import Cached
-from bookd.supervision import STABLE_SECONDS, Restarts
+from bookd.supervision.keeper import STABLE_SECONDS, Restarts
+from bookd.web.checks import Cached
 from harness.waiting import wait_for
 
 

@@ -27,9 +27,11 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, Unauthorized
 
-from bookd import metrics, supervision
-from bookd.config import Settings
-from bookd.health import Checks
+from bookd.core.config import Settings
+from bookd.supervision.control import enable_listener, stop_listener
+from bookd.supervision.status import ListenerStatus, read_status
+from bookd.telemetry import metrics
+from bookd.web.checks import Checks
 
 log = logging.getLogger(__name__)
 
@@ -115,20 +117,20 @@ def _require_control() -> None:
 # --- probes ------------------------------------------------------------------------
 
 
-def _listener_live(listener: dict[str, Any]) -> bool:
-    if listener["state"] == "stopped":
+def _listener_live(listener: ListenerStatus) -> bool:
+    if listener.state == "stopped":
         return True  # stopped on purpose: alive, just not working
-    age = listener["alive_seconds_ago"]
+    age = listener.alive_seconds_ago
     return age is not None and age <= 2 * _settings().wait_time + LIVENESS_SLACK
 
 
 def livez() -> tuple[Response, int]:
     """200 while the listener holds its lock and its threads turn (or it is stopped on purpose)."""
-    listener = supervision.listener_status(_settings())
+    listener = read_status(_settings())
     live = _listener_live(listener)
-    body = {"live": live, "listener": {"state": listener["state"]}}
+    body = {"live": live, "listener": {"state": listener.state}}
     if _may_control():
-        body["listener"]["alive_seconds_ago"] = listener["alive_seconds_ago"]
+        body["listener"]["alive_seconds_ago"] = listener.alive_seconds_ago
     return jsonify(body), 200 if live else 503
 
 
@@ -136,23 +138,23 @@ def _readiness() -> tuple[dict[str, Any], list[str]]:
     """The body of /health and /readyz, and what is down; details only for controllers."""
     detailed = _may_control()
     services: dict[str, Any] = dict(_checks().services.get())
-    listener = supervision.listener_status(_settings())
+    listener = read_status(_settings())
     down = []
     if not services.pop("ok"):
         down.append("localstack" if _settings().endpoint_url else "aws")
-    if listener["state"] != "running" or not _listener_live(listener):
+    if listener.state != "running" or not _listener_live(listener):
         down.append("listener")
-    dependencies = listener["dependencies"]
+    dependencies = listener.dependencies
     for service, state in sorted(dependencies.items()):
         if isinstance(state, dict) and state.get("state") != "ok":
             down.append(service)
     if detailed:
-        body = {**services, "listener": listener}
+        body = {**services, "listener": listener.as_json()}
     else:
         body = {
             "services": _states(services.get("services") or services.get("checks") or {}),
             "listener": {
-                "state": listener["state"],
+                "state": listener.state,
                 "dependencies": {
                     name: state.get("state") if isinstance(state, dict) else None
                     for name, state in dependencies.items()
@@ -189,7 +191,7 @@ def health() -> tuple[Response, int]:
 
 
 def _status_body() -> dict[str, Any]:
-    listener = supervision.listener_status(_settings())
+    listener = read_status(_settings()).as_json()
     queue = dict(_checks().queue.get())
     if not _may_control():
         listener["dependencies"] = {
@@ -200,7 +202,7 @@ def _status_body() -> dict[str, Any]:
             queue["error"] = "unavailable"
     return {
         "listener": listener,
-        "messages": {name: int(value) for name, value in metrics.totals().items()},
+        "messages": {name: int(value) for name, value in metrics.totals(_settings()).items()},
         "queue": queue,
     }
 
@@ -213,17 +215,17 @@ def status() -> Response:
 def start() -> tuple[Response, int]:
     """Let the listener run again; a Keeper starts it within a second."""
     _require_control()
-    supervision.enable_listener(_settings())
+    enable_listener(_settings())
     return jsonify(_status_body()), 202
 
 
 def stop() -> tuple[Response, int]:
     """Stop the listener and keep it stopped until POST /."""
     _require_control()
-    supervision.stop_listener(_settings())
+    stop_listener(_settings())
     return jsonify(_status_body()), 202
 
 
 def metrics_text() -> Response:
     """Prometheus text format, summed over every process."""
-    return Response(metrics.render(), content_type=metrics.CONTENT_TYPE)
+    return Response(metrics.render(_settings()), content_type=metrics.CONTENT_TYPE)

@@ -17,8 +17,11 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from bookd.aws import AWS_ERRORS, make_client
-from bookd.config import Settings
+from bookd.aws.clients import make_client
+from bookd.aws.codes import AWS_ERRORS
+from bookd.aws.sqs import Queue
+from bookd.core.config import Settings
+from bookd.core.errors import AwsFault
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,7 @@ class Checks:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._clients: dict[str, Any] = {}
+        self._input: Queue | None = None
         self.services = Cached(self._check_services)
         self.queue = Cached(self._check_queue)
 
@@ -187,21 +191,11 @@ class Checks:
 
     def _check_queue(self) -> dict[str, Any]:
         """Approximate depth and in-flight count of the input queue."""
-        sqs = self._client("sqs")
         name = self.settings.input_queue
         try:
-            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-            attrs = sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                ],
-            )["Attributes"]
-        except AWS_ERRORS as exc:
+            if self._input is None:
+                self._input = Queue(self._client("sqs"), name)
+            depth = self._input.depth()
+        except AwsFault as exc:
             return {"name": name, "error": f"unavailable: {exc}"}
-        return {
-            "name": name,
-            "visible": int(attrs["ApproximateNumberOfMessages"]),
-            "in_flight": int(attrs["ApproximateNumberOfMessagesNotVisible"]),
-        }
+        return {"name": name, "visible": depth.visible, "in_flight": depth.in_flight}

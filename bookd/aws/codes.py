@@ -1,8 +1,8 @@
 """The one table of AWS errors: every S3 and SQS failure becomes an AwsFault of one kind.
 
-What each kind makes bookd do is decided in bookd.retry; this module only names
-things. An error code missing from the table counts as UNAVAILABLE: retried, never a
-reason to dead-letter a book.
+What each kind makes bookd do is decided in bookd.rules.retry; this module only names
+things, and ``call`` runs a boto3 call through the table. An error code missing from
+the table counts as UNAVAILABLE: retried, never a reason to dead-letter a book.
 
 The codes are those boto3 reports. SQS answers in JSON but also sends its older code
 (``x-amzn-query-error``), and botocore reports that one: ``KMS.AccessDeniedException``,
@@ -10,6 +10,9 @@ not ``KmsAccessDenied``; LocalStack may send either, so both are listed.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -20,7 +23,9 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from bookd.errors import AwsFault, FaultKind
+from bookd.core.errors import AwsFault, FaultKind
+
+T = TypeVar("T")
 
 AWS_ERRORS = (BotoCoreError, ClientError)
 """What a boto3 call raises when S3 or SQS fails; adapters catch this tuple."""
@@ -175,3 +180,11 @@ def classify(
     return AwsFault(
         kind, service=service, operation=operation, code=code, detail=str(exc), resource=resource
     )
+
+
+def call(service: str, operation: str, fn: Callable[[], T], *, resource: str) -> T:
+    """Run one boto3 call on ``resource`` ("bucket romance"); AwsFault if it fails."""
+    try:
+        return fn()
+    except AWS_ERRORS as exc:
+        raise classify(exc, service=service, operation=operation, resource=resource) from exc

@@ -1,7 +1,7 @@
 """What the per-message rules need from the queues and the store, as small protocols.
 
 bookd.aws implements them on boto3; tests implement them in memory, so the rules in
-bookd.processing can be tested offline. No boto3 here. Every method raises
+bookd.rules can be tested offline. No boto3 here. Every method raises
 bookd.errors.AwsFault when its call fails as a whole; batch methods also report the
 entries that failed on their own.
 """
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bookd.errors import AwsFault
+from bookd.core.errors import AwsFault
 
 BATCH_LIMIT = 10
 """SQS takes at most ten entries per batch call."""
@@ -29,7 +29,7 @@ _REFUSED_BY_SQS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010f
 MESSAGE_ID_METADATA = "bookd-message-id"
 """S3 metadata naming the input message a stored book came from (Store.find reads it)."""
 BOOK_ID_METADATA = "bookd-book-id"
-"""S3 metadata holding the book's id, percent-encoded (bookd.books.metadata_value)."""
+"""S3 metadata holding the book's id, percent-encoded (bookd.core.books.metadata_value)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,23 @@ def announcement(
     )
 
 
+@dataclass(frozen=True)
+class Depth:
+    """A queue's approximate counts, as SQS gives them."""
+
+    visible: int
+    """Waiting to be received (ApproximateNumberOfMessages)."""
+    in_flight: int
+    """Received and not yet deleted or handed back (ApproximateNumberOfMessagesNotVisible)."""
+    delayed: int = 0
+    """Sent with a delay not yet over (ApproximateNumberOfMessagesDelayed)."""
+
+    @property
+    def waiting(self) -> int:
+        """Visible or in flight: not done yet."""
+        return self.visible + self.in_flight
+
+
 class InputQueue(Protocol):
     name: str
 
@@ -158,4 +175,41 @@ class Store(Protocol):
 
     def probe(self, bucket: str) -> None:
         """A cheap call that fails when S3 (or this bucket) does."""
+        ...
+
+
+class BatchSender(Protocol):
+    """A queue that books are sent to by hand (``bookd send``, a redrive)."""
+
+    name: str
+
+    def send_batch(
+        self, messages: Sequence[Outgoing]
+    ) -> tuple[dict[str, str], dict[str, AwsFault]]:
+        """Send in order (at most BATCH_LIMIT, at most MAX_MESSAGE_BYTES in all); return
+        the message id of each entry sent and the fault of each entry not sent, by ref."""
+        ...
+
+
+class WalkedQueue(Protocol):
+    """A queue read by hand (the dead letters): received with attributes, held, let go."""
+
+    name: str
+
+    def receive(
+        self,
+        *,
+        wait_time: int,
+        visibility_timeout: int | None = None,
+        with_message_attributes: bool = False,
+    ) -> list[Message]: ...
+
+    def delete(self, messages: Sequence[Message]) -> dict[str, AwsFault]: ...
+
+    def change_visibility(
+        self, messages: Sequence[Message], timeout: int
+    ) -> dict[str, AwsFault]: ...
+
+    def server_time(self) -> float:
+        """SQS's clock now (seconds since the epoch), to compare with SentTimestamp."""
         ...

@@ -3,7 +3,7 @@
 A problem is kept per (service, operation): an outage, throttling or a configuration
 fault such as AccessDenied or a missing bucket. While any is open the listener takes
 no new messages (each receive would cost them a delivery for nothing). A problem has
-owners: the callers retrying the failing call (bookd.retry). The first success
+owners: the callers retrying the failing call (bookd.rules.retry). The first success
 clears it; when the last owner stops retrying (its message was handed on), the
 problem is dropped, since no one could ever see it clear, and receiving resumes (a
 receive then meets the problem again if it lasts). Each problem is logged once when
@@ -19,11 +19,9 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from bookd.errors import AwsFault, FaultKind
+from bookd.core.errors import SERVICES, AwsFault, FaultKind
 
 log = logging.getLogger(__name__)
-
-SERVICES = ("s3", "sqs")
 
 STATES = {
     FaultKind.UNAVAILABLE: "down",

@@ -24,16 +24,18 @@ from typing import Any
 
 from sqs_listener import SqsListener
 
-from bookd import metrics
-from bookd.aws import BookStore, Queue, make_client
-from bookd.books import Book, parse_book
-from bookd.config import Settings
-from bookd.dependencies import SERVICES, Dependencies
-from bookd.errors import AwsFault
-from bookd.inflight import HEARTBEAT_SECONDS, Inflight
-from bookd.ports import Message
-from bookd.processing import Processor
-from bookd.retry import Backoff, Retry
+from bookd.aws.clients import make_client
+from bookd.aws.s3 import BookStore
+from bookd.aws.sqs import Queue
+from bookd.core.books import Book, parse_book
+from bookd.core.config import Settings
+from bookd.core.errors import SERVICES, AwsFault
+from bookd.listener.gauges import QueueGauges
+from bookd.rules.dependencies import Dependencies
+from bookd.rules.inflight import HEARTBEAT_SECONDS, Inflight
+from bookd.rules.processor import Processor
+from bookd.rules.retry import Backoff, Retry
+from bookd.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,14 @@ class BookListener(SqsListener):
     @property
     def connected(self) -> bool:
         return self.connected_at is not None
+
+    def held(self) -> int:
+        """How many messages it holds now."""
+        return self.inflight.count()
+
+    def dependency_states(self) -> dict[str, dict[str, object]]:
+        """S3's and SQS's state as it sees them (bookd.rules.dependencies)."""
+        return self.dependencies.snapshot()
 
     def _wait(self, seconds: float) -> bool:
         """Sleep; False at once when the listener stops."""
@@ -188,7 +198,12 @@ class BookListener(SqsListener):
             if self._on_tick is not None:
                 self._on_tick(self)
             if self.connected and gauges:
-                self._gauges.refresh(self)
+                queues = {
+                    "input": self._input,
+                    "output": self._output,
+                    "dead-letter": self._dead_letters,
+                }
+                self._gauges.refresh(queues, oldest_held=self.inflight.oldest_sent_at())
         except Exception:  # logged top-level housekeeping; the listener goes on
             if not self._tick_failed:
                 log.exception("Listener %s: housekeeping failed; going on", os.getpid())
@@ -259,64 +274,6 @@ class BookListener(SqsListener):
         the rules of a message's whole life are bookd.processing's.
         """
         return parse_book(body, self.settings.buckets)
-
-
-class QueueGauges:
-    """The queue depth and oldest-message gauges, read at most every QUEUE_REFRESH_SECONDS."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._next = 0.0
-        self._received_sent_at: float | None = None
-        self._age = 0.0
-        self._age_at = time.time()
-
-    def received(self, messages: list[Message]) -> None:
-        """Note what a receive returned: the oldest of it is the oldest waiting, then."""
-        oldest = min((m.sent_at for m in messages if m.sent_at), default=None)
-        if oldest is None:
-            return
-        with self._lock:
-            if self._received_sent_at is None or oldest < self._received_sent_at:
-                self._received_sent_at = oldest
-
-    def refresh(self, listener: BookListener) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + metrics.QUEUE_REFRESH_SECONDS
-        waiting = 0
-        for label, queue in (
-            ("input", listener._input),
-            ("output", listener._output),
-            ("dead-letter", listener._dead_letters),
-        ):
-            counts = queue.attributes(
-                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"
-            )
-            visible = int(counts["ApproximateNumberOfMessages"])
-            in_flight = int(counts["ApproximateNumberOfMessagesNotVisible"])
-            metrics.QUEUE_MESSAGES.labels(queue=label, state="visible").set(visible)
-            metrics.QUEUE_MESSAGES.labels(queue=label, state="in_flight").set(in_flight)
-            if label == "input":
-                waiting = visible + in_flight
-        metrics.OLDEST_AGE.labels(queue="input").set(self._oldest_age(listener, waiting))
-
-    def _oldest_age(self, listener: BookListener, waiting: int) -> float:
-        wall = time.time()
-        with self._lock:
-            received, self._received_sent_at = self._received_sent_at, None
-        candidates = [t for t in (received, listener.inflight.oldest_sent_at()) if t]
-        if waiting == 0:
-            age = 0.0
-        elif candidates:
-            age = wall - min(candidates)
-        else:
-            # Nothing received or held, yet messages wait: they have waited at least as
-            # long as before, and all the time since.
-            age = self._age + (wall - self._age_at)
-        self._age, self._age_at = max(age, 0.0), wall
-        return self._age
 
 
 def _start_threads(pool: ThreadPoolExecutor, count: int) -> None:

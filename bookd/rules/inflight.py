@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from bookd.errors import AwsFault
-from bookd.ports import InputQueue, Message
+from bookd.core.errors import AwsFault
+from bookd.core.ports import InputQueue, Message
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,12 @@ class InvalidBook(BookdError):
         self.detail = detail
 
 
+SERVICES = ("s3", "sqs")
+"""The services bookd depends on; an AwsFault names one of them."""
+
+
 class FaultKind(Enum):
-    """What an AWS failure means for bookd; bookd.faults maps every error code to one."""
+    """What an AWS failure means for bookd; bookd.aws.codes maps every error code to one."""
 
     THROTTLED = "throttled"
     """The service is busy: back off. Never counts against a message."""

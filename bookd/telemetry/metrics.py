@@ -2,14 +2,14 @@
 
 In production ``PROMETHEUS_MULTIPROC_DIR`` is set (by gunicorn_conf.py, before
 anything imports prometheus_client) so every process writes its values to files
-there and a scrape sums them. Without it (unit tests, a bare ``bookd listen``) the
-values live in this process's default registry.
+there and a scrape sums them; the settings carry it
+(``Settings.prometheus_multiproc_dir``). Without it (unit tests, a bare ``bookd
+listen``) the values live in this process's default registry.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import platform
 
 from prometheus_client import (
@@ -22,6 +22,10 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from bookd.core.config import Settings
+from bookd.core.errors import SERVICES, FaultKind
+from bookd.core.reasons import ALL_REASONS
 
 PROCESSED = Counter(
     "bookd_messages_processed",
@@ -105,16 +109,10 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 QUEUE_REFRESH_SECONDS = 15.0
 """How often the listener reads its queues' depths for the gauges: three calls each time."""
 
-SERVICES = ("s3", "sqs")
-
 
 def init_labels() -> None:
     """Export every known label at 0, so rate() reads 0 instead of "no data" from the start."""
-    from bookd.books import INVALID_REASONS  # late: processing imports this module
-    from bookd.errors import FaultKind
-    from bookd.processing import DELIVERY_REASONS
-
-    for reason in (*INVALID_REASONS, *DELIVERY_REASONS):
+    for reason in ALL_REASONS:
         FAILED.labels(reason=reason)
     for service in SERVICES:
         for kind in FaultKind:
@@ -130,13 +128,9 @@ def _version() -> str:
         return "unknown"
 
 
-def _multiprocess_dir() -> str | None:
-    # prometheus_client's own variable; it already chose its value class from it at import.
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-
-
-def _registry() -> CollectorRegistry:
-    if _multiprocess_dir() is None:
+def _registry(settings: Settings) -> CollectorRegistry:
+    # prometheus_client chose its value class from the same variable at import.
+    if settings.prometheus_multiproc_dir is None:
         return REGISTRY
     # A fresh registry per read: the collector reads the files as they are now.
     registry = CollectorRegistry()
@@ -144,18 +138,18 @@ def _registry() -> CollectorRegistry:
     return registry
 
 
-def render() -> bytes:
+def render(settings: Settings) -> bytes:
     """The text exposition of every process's metrics."""
-    return generate_latest(_registry())
+    return generate_latest(_registry(settings))
 
 
-def mark_dead(pid: int) -> None:
+def mark_dead(settings: Settings, pid: int) -> None:
     """Drop a dead process's live gauges; its counters stay so totals survive restarts."""
-    if _multiprocess_dir() is not None:
-        multiprocess.mark_process_dead(pid)
+    if settings.prometheus_multiproc_dir is not None:
+        multiprocess.mark_process_dead(pid, str(settings.prometheus_multiproc_dir))
 
 
-def totals() -> dict[str, float]:
+def totals(settings: Settings) -> dict[str, float]:
     """Processed, uploaded and failed counts summed over all processes, for GET /."""
     wanted = {
         "bookd_messages_processed_total": "processed",
@@ -163,7 +157,7 @@ def totals() -> dict[str, float]:
         "bookd_messages_failed_total": "failed",
     }
     counts = dict.fromkeys(wanted.values(), 0.0)
-    for family in _registry().collect():
+    for family in _registry(settings).collect():
         for sample in family.samples:
             if sample.name in wanted:
                 counts[wanted[sample.name]] += sample.value

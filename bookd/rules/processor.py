@@ -34,12 +34,10 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, wait
 from dataclasses import dataclass, field
 
-from bookd import metrics
-from bookd.books import Book, metadata_value, parse_book
-from bookd.config import Settings
-from bookd.errors import AwsFault, InvalidBook
-from bookd.inflight import Inflight
-from bookd.ports import (
+from bookd.core.books import Book, metadata_value, parse_book
+from bookd.core.config import Settings
+from bookd.core.errors import AwsFault, InvalidBook
+from bookd.core.ports import (
     BOOK_ID_METADATA,
     MAX_MESSAGE_BYTES,
     MESSAGE_ID_METADATA,
@@ -51,7 +49,9 @@ from bookd.ports import (
     announcement,
     attribute_size,
 )
-from bookd.retry import Abandoned, Backoff, Budget, GaveUp, Retry, Verdict
+from bookd.rules.inflight import Inflight
+from bookd.rules.retry import Abandoned, Backoff, Budget, GaveUp, Retry, Verdict
+from bookd.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

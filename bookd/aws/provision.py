@@ -9,10 +9,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bookd.aws import make_client
-from bookd.config import Settings
-from bookd.errors import ProvisionError
-from bookd.faults import AWS_ERRORS
+from bookd.aws.clients import make_client
+from bookd.aws.codes import AWS_ERRORS
+from bookd.core.config import Settings
+from bookd.core.errors import ProvisionError
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
-from bookd.aws import Queue
-from bookd.errors import AwsFault
-from bookd.ports import BATCH_LIMIT, Message, Outgoing, batches
+from bookd.core.ports import BATCH_LIMIT, BatchSender, Message, Outgoing, WalkedQueue
+from bookd.operations.sending import send_in_order
 
 DEAD_LETTER_ATTRIBUTES = frozenset(
     {"reason", "detail", "source_message_id", "source_queue", "bucket", "key", "version_id"}
@@ -60,7 +59,7 @@ class Snapshot:
     in 40 s). So a snapshot takes only what was there at its start:
 
     - a letter SQS received after the start (its SentTimestamp against SQS's own
-      clock, Queue.server_time) is left alone;
+      clock, WalkedQueue.server_time) is left alone;
     - a letter whose ``source_message_id`` is a message this redrive sent back is its
       second dead-lettering, and is left alone even within that first second;
     - each letter is met once, even if its hold ran out and SQS hands it out again;
@@ -74,7 +73,7 @@ class Snapshot:
     most the first ten of each group (``list``, ``--dry-run``, or another reason's).
     """
 
-    def __init__(self, queue: Queue) -> None:
+    def __init__(self, queue: WalkedQueue) -> None:
         self.queue = queue
         self.began = queue.server_time()
         self.sent_back: set[str] = set()
@@ -118,7 +117,7 @@ class Snapshot:
             self.queue.change_visibility(back[start : start + BATCH_LIMIT], 0)
 
 
-def list_letters(queue: Queue, *, limit: int | None = None) -> list[Letter]:
+def list_letters(queue: WalkedQueue, *, limit: int | None = None) -> list[Letter]:
     """The dead letters (up to ``limit``), oldest group first; the queue is left as it was."""
     snapshot = Snapshot(queue)
     letters: list[Message] = []
@@ -143,8 +142,8 @@ class Redrive:
 
 
 def redrive(
-    dead_letters: Queue,
-    input_queue: Queue,
+    dead_letters: WalkedQueue,
+    input_queue: BatchSender,
     *,
     reason: str | None = None,
     dry_run: bool = False,
@@ -179,9 +178,12 @@ def redrive(
     return result
 
 
-def _send_back(input_queue: Queue, messages: list[Message], sent_ids: set[str]) -> list[Message]:
-    """Send in order, in as many calls as SQS needs; return the messages that went back
-    (a prefix: order is kept), and add the ids SQS gave them to ``sent_ids``."""
+def _send_back(
+    input_queue: BatchSender, messages: list[Message], sent_ids: set[str]
+) -> list[Message]:
+    """Send in order, each group stopping at its first letter not sent (see
+    bookd.operations.sending); return the letters that went back, and add the ids SQS
+    gave them to ``sent_ids``."""
     outgoing = [
         Outgoing(
             ref=m.message_id,
@@ -193,17 +195,6 @@ def _send_back(input_queue: Queue, messages: list[Message], sent_ids: set[str]) 
         )
         for m in messages
     ]
-    by_id = {m.message_id: m for m in messages}
-    sent: list[Message] = []
-    for batch in batches(outgoing):
-        try:
-            ids, failed = input_queue.send_batch(batch)
-        except AwsFault:
-            return sent
-        sent_ids.update(ids.values())
-        # Never past the first one refused: the ones after it would overtake it.
-        for letter in batch:
-            if letter.ref in failed:
-                return sent
-            sent.append(by_id[letter.ref])
-    return sent
+    sent = send_in_order(input_queue, outgoing)
+    sent_ids.update(sent.ids.values())
+    return [m for m in messages if m.message_id in sent.ids]

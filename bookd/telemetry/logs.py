@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging.config
 from typing import Any
 
-from bookd.config import Settings
+from bookd.core.config import Settings
 
 TEXT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"

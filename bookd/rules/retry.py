@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
 
-from bookd import metrics
-from bookd.dependencies import Dependencies
-from bookd.errors import AwsFault, FaultKind
+from bookd.core.errors import AwsFault, FaultKind
+from bookd.rules.dependencies import Dependencies
+from bookd.telemetry import metrics
 
 T = TypeVar("T")
 

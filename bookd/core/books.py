@@ -27,7 +27,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
-from bookd.errors import InvalidBook
+from bookd.core.errors import InvalidBook
+from bookd.core.reasons import (  # noqa: F401 - the reasons of a wrong book, named here too
+    EMPTY_FIELD,
+    FIELD_TOO_LONG,
+    INVALID_JSON,
+    INVALID_REASONS,
+    INVALID_TEXT,
+    MISSING_FIELD,
+    NOT_AN_OBJECT,
+    UNKNOWN_GENRE,
+    UNSAFE_TITLE,
+    WRONG_TYPE,
+)
 
 REQUIRED_FIELDS = ("id", "title", "genre")
 OPTIONAL_TEXT_FIELDS = ("author", "year", "summary")
@@ -38,28 +50,6 @@ MAX_DEPTH = 32
 """Deepest nesting of arrays and objects a body may have."""
 KEY_SUFFIX = ".json"
 BOM = "\ufeff"
-
-# Reasons a message goes to the dead-letter queue; each is a metric label value too.
-INVALID_JSON = "invalid-json"
-NOT_AN_OBJECT = "not-an-object"
-MISSING_FIELD = "missing-field"
-EMPTY_FIELD = "empty-field"
-WRONG_TYPE = "wrong-type"
-INVALID_TEXT = "invalid-text"
-FIELD_TOO_LONG = "field-too-long"
-UNKNOWN_GENRE = "unknown-genre"
-UNSAFE_TITLE = "unsafe-title"
-INVALID_REASONS = (
-    INVALID_JSON,
-    NOT_AN_OBJECT,
-    MISSING_FIELD,
-    EMPTY_FIELD,
-    WRONG_TYPE,
-    INVALID_TEXT,
-    FIELD_TOO_LONG,
-    UNKNOWN_GENRE,
-    UNSAFE_TITLE,
-)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bookd.errors import ConfigError
+from bookd.core.errors import ConfigError
 
 LOCAL_CREDENTIALS = ("test", "test")
 """What LocalStack accepts; used only when the endpoint is on this machine's loopback."""
@@ -296,6 +296,15 @@ class Settings:
         path,
         "lock, listener status and Prometheus multiprocess files",
         shown="var/run",
+    )
+    prometheus_multiproc_dir: Path | None = setting(
+        "PROMETHEUS_MULTIPROC_DIR",
+        None,
+        lambda raw: path(raw) if raw.strip() else None,
+        "prometheus-client's own variable: where every process writes its metrics, summed "
+        "at each scrape; gunicorn_conf.py sets it to BOOKD_STATE_DIR/metrics for the whole "
+        "tree (leave it unset)",
+        shown="unset",
     )
     log_level: str = setting(
         "BOOKD_LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level"

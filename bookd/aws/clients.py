@@ -1,0 +1,117 @@
+"""boto3 clients for S3 and SQS: one factory, with the hooks every client gets.
+
+Every call goes to the configured endpoint and is timed into bookd_aws_request_*;
+with BOOKD_AWS_CALL_LOG set, it is also logged (what IAM permissions bookd uses).
+Clients are made by whoever uses them, in the process that uses them: a boto3 client
+made before a fork must not be used after it (botocore#1246).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from bookd.core.config import Settings
+from bookd.telemetry import metrics
+
+CLIENT_RETRIES = {"mode": "standard", "max_attempts": 3}
+"""botocore's own retries of each call (its "standard" mode: three tries, jittered),
+which absorb blips before bookd's retry policy (bookd.rules.retry) sees a failure."""
+
+
+def make_client(
+    settings: Settings,
+    service: str,
+    *,
+    read_timeout: float | None = None,
+    pool: int = 10,
+    attempts: int | None = None,
+    purpose: str = "other",
+) -> Any:
+    """A boto3 client for ``service`` that sends every call to the configured endpoint.
+
+    ``purpose`` names the part of bookd that calls (listener, web, cli, peek,
+    provision; "other" for tests and tools) in the BOOKD_AWS_CALL_LOG, which shows
+    what IAM permissions each part uses.
+    """
+    retries = dict(CLIENT_RETRIES)
+    if attempts is not None:
+        retries["max_attempts"] = attempts
+    config = Config(
+        region_name=settings.region,
+        connect_timeout=settings.check_timeout,
+        # A long poll holds the connection for wait_time seconds; the read must outlast it.
+        read_timeout=read_timeout if read_timeout is not None else settings.wait_time + 10,
+        retries=retries,
+        max_pool_connections=pool,
+        # LocalStack serves buckets by path; AWS accepts both.
+        s3={"addressing_style": "path"} if settings.endpoint_url else None,
+    )
+    session = boto3.session.Session()
+    client = session.client(
+        service,
+        endpoint_url=settings.endpoint_url,
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=settings.secret_access_key,
+        aws_session_token=settings.session_token,
+        config=config,
+    )
+    _time_calls(client)
+    if settings.aws_call_log is not None:
+        _log_calls(client, settings.aws_call_log, purpose)
+    return client
+
+
+def _log_calls(client: Any, path: Path, purpose: str) -> None:
+    """Append each call's service, operation, queue or bucket and ``purpose`` to ``path``."""
+
+    def record(event_name: str, params: dict[str, Any], **_: Any) -> None:
+        _, service, operation = event_name.split(".", 2)
+        target = params.get("Bucket") or params.get("QueueName") or params.get("QueueUrl", "")
+        line = {
+            "purpose": purpose,
+            "service": service,
+            "operation": operation,
+            "target": str(target).rsplit("/", 1)[-1],
+            "versioned": "VersionId" in params,
+        }
+        # One short line per write, appended: lines of several processes never mix.
+        with path.open("a") as log_file:
+            log_file.write(json.dumps(line) + "\n")
+
+    client.meta.events.register("before-parameter-build", record)
+
+
+def _time_calls(client: Any) -> None:
+    """Record each call's duration and failure (bookd_aws_request_*) through botocore's events."""
+    started = "bookd_started"
+
+    def before(context: dict[str, Any], **_: Any) -> None:
+        context[started] = time.monotonic()
+
+    def observe(event_name: str, context: dict[str, Any], error: str | None) -> None:
+        _, service, operation = event_name.split(".", 2)
+        if started in context:
+            seconds = time.monotonic() - context.pop(started)
+            metrics.AWS_SECONDS.labels(service=service, operation=operation).observe(seconds)
+        if error is not None:
+            metrics.AWS_ERRORS.labels(service=service, operation=operation, code=error).inc()
+
+    def after(event_name: str, http_response: Any, parsed: Any, context: Any, **_: Any) -> None:
+        error = None
+        if http_response.status_code >= 300:
+            error = str(parsed.get("Error", {}).get("Code") or http_response.status_code)
+        observe(event_name, context, error)
+
+    def after_error(event_name: str, exception: Exception, context: Any, **_: Any) -> None:
+        observe(event_name, context, type(exception).__name__)
+
+    events = client.meta.events
+    events.register("before-call", before)
+    events.register("after-call", after)
+    events.register("after-call-error", after_error)

@@ -1,0 +1,119 @@
+"""The S3 side: bookd.core.ports' Store on boto3 (put a book, find an earlier copy, probe).
+
+No business logic: each method turns a boto3 failure into an AwsFault
+(bookd.aws.codes names its kind, and the bucket it was on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+from botocore.handlers import add_expect_header
+
+from bookd.aws.codes import AWS_ERRORS, call, classify
+from bookd.core.errors import AwsFault, FaultKind
+from bookd.core.ports import MESSAGE_ID_METADATA
+
+VERSION_SCAN_LIMIT = 20
+"""Versions of one key read, newest first, when looking for a redelivered book's copy."""
+
+
+class BookStore:
+    """The S3 side: put a book's JSON, find the copy an earlier delivery stored, probe."""
+
+    def __init__(self, client: Any, *, bucket_owner: str | None = None) -> None:
+        self.client = client
+        # ExpectedBucketOwner makes S3 refuse a bucket of the same name in another account.
+        self._owner = {"ExpectedBucketOwner": bucket_owner} if bucket_owner else {}
+        # Books are small (an SQS body is at most 1 MiB): waiting for "100 Continue"
+        # before sending one costs a whole extra round trip per upload.
+        client.meta.events.unregister("before-call.s3", add_expect_header)
+
+    def put(self, bucket: str, key: str, body: bytes, *, metadata: Mapping[str, str]) -> str:
+        """Store the body and return the new version id ('' if versioning is off)."""
+        response = call(
+            "s3",
+            "PutObject",
+            lambda: self.client.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                Metadata=dict(metadata),
+                **self._owner,
+            ),
+            resource=f"bucket {bucket}",
+        )
+        return response.get("VersionId", "")
+
+    def find(self, bucket: str, key: str, *, message_id: str) -> str | None:
+        """The version id of ``key`` that ``message_id`` stored, if one did.
+
+        The latest version first (one call, the usual answer); then, since a later
+        book of the same title may have been stored on top of it, older versions.
+        """
+        head = self._head(bucket, key, None)
+        if head is None:
+            return None
+        if head.get("Metadata", {}).get(MESSAGE_ID_METADATA) == message_id:
+            return head.get("VersionId", "")
+        listing = call(
+            "s3",
+            "ListObjectVersions",
+            lambda: self.client.list_object_versions(
+                Bucket=bucket, Prefix=key, MaxKeys=VERSION_SCAN_LIMIT, **self._owner
+            ),
+            resource=f"bucket {bucket}",
+        )
+        for version in listing.get("Versions", []):
+            if version["Key"] != key or version.get("IsLatest"):
+                continue
+            older = self._head(bucket, key, version["VersionId"])
+            if older and older.get("Metadata", {}).get(MESSAGE_ID_METADATA) == message_id:
+                return version["VersionId"]
+        return None
+
+    def _head(self, bucket: str, key: str, version_id: str | None) -> dict[str, Any] | None:
+        version = {"VersionId": version_id} if version_id else {}
+        try:
+            return self.client.head_object(Bucket=bucket, Key=key, **version, **self._owner)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise classify(
+                exc, service="s3", operation="HeadObject", resource=f"bucket {bucket}"
+            ) from exc
+        except AWS_ERRORS as exc:
+            raise classify(
+                exc, service="s3", operation="HeadObject", resource=f"bucket {bucket}"
+            ) from exc
+
+    def probe(self, bucket: str) -> None:
+        """A cheap call that fails when S3 (or this bucket) does."""
+        call(
+            "s3",
+            "HeadBucket",
+            lambda: self.client.head_bucket(Bucket=bucket, **self._owner),
+            resource=f"bucket {bucket}",
+        )
+
+    def check_versioning(self, bucket: str) -> None:
+        """AwsFault (misconfigured) unless the bucket keeps every version of a key."""
+        status = call(
+            "s3",
+            "GetBucketVersioning",
+            lambda: self.client.get_bucket_versioning(Bucket=bucket, **self._owner),
+            resource=f"bucket {bucket}",
+        ).get("Status")
+        if status != "Enabled":
+            raise AwsFault(
+                FaultKind.MISCONFIGURED,
+                service="s3",
+                operation="GetBucketVersioning",
+                code="BucketNotVersioned",
+                resource=f"bucket {bucket}",
+                detail=f"bucket {bucket} has versioning {status or 'off'}: a second book with "
+                "the same title would replace the first; run `bookd provision`",
+            )

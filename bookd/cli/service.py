@@ -1,0 +1,61 @@
+"""``bookd settings``, ``bookd provision`` and ``bookd listen``: running bookd itself."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from bookd.core.config import Settings, describe, markdown_table
+from bookd.core.exits import EXIT_LOCKED
+
+
+@click.command("settings")
+@click.option("--markdown", is_flag=True, help="Print the README's table instead.")
+def show_settings(markdown: bool) -> None:
+    """List every setting, its default and meaning (and the value in effect)."""
+    if markdown:
+        click.echo(markdown_table())
+        return
+    current = Settings.from_env().to_env()
+    for env, default, meaning in describe():
+        value = current.get(env, "")
+        shown = "<set>" if value and ("SECRET" in env or "TOKEN" in env) else value
+        click.echo(f"{env}={shown}    (default {default}) {meaning}")
+
+
+@click.command()
+@click.pass_obj
+def provision(settings: Settings) -> None:
+    """Create the buckets and queues (idempotent; against AWS too)."""
+    from bookd.aws.provision import provision as run_provision
+
+    result = run_provision(settings)
+    click.echo(f"buckets: {', '.join(result.buckets)}")
+    click.echo(f"input queue: {result.input_queue_url}")
+    click.echo(f"output queue: {result.output_queue_url}")
+    click.echo(f"dead-letter queue: {result.dead_letter_queue_url}")
+
+
+@click.command()
+@click.option("--owner", type=int, help="Stop when this pid (the Gunicorn master) is gone.")
+@click.pass_obj
+def listen(settings: Settings, owner: int | None) -> None:
+    """Run the listener in the foreground until SIGTERM or Ctrl-C."""
+    from bookd.listener import BookListener, install_stop_signals
+    from bookd.supervision.lock import LOCK_WAIT, StateDir, hold_listener_lock
+    from bookd.supervision.status import Supervised
+    from bookd.telemetry import logs
+
+    logs.setup(settings)  # a service: its lines go to stdout, as Gunicorn's do
+    state = StateDir(settings.state_dir)
+    state.path.mkdir(parents=True, exist_ok=True)
+    os.nice(settings.listener_nice)
+    with hold_listener_lock(state, timeout=LOCK_WAIT) as mine:
+        if not mine:
+            click.echo(f"bookd: another listener holds {state.lock}; not starting", err=True)
+            sys.exit(EXIT_LOCKED)
+        listener = BookListener(settings, on_tick=Supervised(settings, owner_pid=owner))
+        install_stop_signals(listener)
+        listener.listen()
