@@ -1,46 +1,57 @@
 """The listener: pySqsListener's SqsListener, with the threads it lacks for production.
 
-Threads only; the per-message rules are bookd.processing's and the retry policy
-bookd.retry's. ``BOOKD_RECEIVERS`` receive loops each long-poll the input queue and
-hand what they get to the Processor, whose groups run side by side on a pool of
-``BOOKD_CONCURRENCY`` threads. A heartbeat thread extends what is held long. While
-S3 or SQS has an open problem (bookd.dependencies) the receive loops take nothing
-new, so no message is charged a delivery for an outage; they resume by themselves
-once the calls that failed work again.
+Threads only: the per-message rules are bookd.rules', told here what to work on.
+``BOOKD_RECEIVERS`` receive loops each long-poll the input queue and hand what they
+get to the Processor, whose groups run side by side on a pool of
+``BOOKD_CONCURRENCY`` threads (and their uploads on a second pool). A heartbeat
+thread extends what is held long. While S3 or SQS has an open problem
+(bookd.rules.dependencies) the receive loops take nothing new, so no message is
+charged a delivery for an outage; they resume by themselves once the calls that
+failed work again. Every call that fails goes through the one retry loop
+(bookd.rules.retry), the receives and the connect included.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from types import FrameType
-from typing import Any
 
 from sqs_listener import SqsListener
 
 from bookd.aws.clients import make_client
 from bookd.aws.s3 import BookStore
 from bookd.aws.sqs import Queue
-from bookd.core.books import Book, parse_book
 from bookd.core.config import Settings
-from bookd.core.errors import SERVICES, AwsFault
+from bookd.core.ports import Message
 from bookd.listener.gauges import QueueGauges
 from bookd.rules.dependencies import Dependencies
 from bookd.rules.inflight import HEARTBEAT_SECONDS, Inflight
-from bookd.rules.processor import Processor
-from bookd.rules.retry import Backoff, Retry
+from bookd.rules.processor import Processor, make_processor
+from bookd.rules.retry import Abandoned, Retry
 from bookd.telemetry import metrics
+from bookd.telemetry.outcomes import telemetry
 
 log = logging.getLogger(__name__)
 
 RECEIVING = ("sqs", "ReceiveMessage")
 """The receive loops retry their own failing call; only other problems pause them."""
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """The queues and the store, once reached."""
+
+    input: Queue
+    output: Queue
+    dead_letters: Queue
+    store: BookStore
 
 
 class BookListener(SqsListener):
@@ -63,9 +74,11 @@ class BookListener(SqsListener):
         self._receivers_done = threading.Event()
         self.dependencies = Dependencies(on_change=self._dependencies_changed)
         self.inflight = Inflight(settings.visibility_timeout)
-        self.retry = Retry(self.dependencies, wait=self._wait)
-        # A group's uploads of different titles run here at once (threads start lazily).
+        self.outcomes = telemetry()
+        self.retry = Retry(self.dependencies, wait=self._wait, outcomes=self.outcomes)
+        # A group's uploads of different titles run here at once.
         self._uploads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="upload")
+        self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="group")
         self.started_at = time.time()
         self.connected_at: float | None = None
         """When the queues were reached and the receive loops could begin."""
@@ -73,10 +86,12 @@ class BookListener(SqsListener):
         """When a receive last came back."""
         self.alive_at = time.time()
         """When a listener thread last showed it is not stuck (liveness, see /livez)."""
+        self._adapters: Adapters | None = None
+        self._processor: Processor | None = None
         self._tick_failed = False
         self._gauges = QueueGauges()
 
-    # --- control ------------------------------------------------------------
+    # --- control and what supervision reads -----------------------------------------
 
     def stop(self) -> None:
         """Stop receiving; work in hand is finished (retries waiting are handed back)."""
@@ -108,49 +123,59 @@ class BookListener(SqsListener):
         self.alive_at = time.time()
         return not self._stop.wait(seconds)
 
-    # --- the loop -----------------------------------------------------------
+    # --- start and stop ---------------------------------------------------------------
 
     def _initialize_client(self) -> None:
         # Replaces the base's: that one creates missing queues (a standard DLQ beside a
         # FIFO queue) and ignores our endpoint. Ours connects, checks the buckets keep
         # versions, and waits (problem shown in /health) until both work.
         s = self.settings
-        pool = s.listener_connections
-        store = BookStore(
-            make_client(s, "s3", pool=pool, purpose="listener"), bucket_owner=s.bucket_owner
-        )
-        sqs = make_client(s, "sqs", pool=pool, purpose="listener")
-        backoff = Backoff()
-        while not self._stop.is_set():
-            try:
-                self._input = Queue(sqs, s.input_queue)
-                self._output = Queue(sqs, s.output_queue)
-                self._dead_letters = Queue(sqs, s.dead_letter_queue)
-                for bucket in s.all_buckets:
-                    store.check_versioning(bucket)
-            except AwsFault as fault:
-                self.dependencies.report(fault, owner=self)
-                self._tick()
-                self._wait(backoff.next())
-            else:
-                for service in SERVICES:
-                    for operation in ("GetQueueUrl", "GetBucketVersioning"):
-                        self.dependencies.clear(service, operation)
-                break
-        else:
+        s3 = make_client(s, "s3", pool=s.listener_connections, purpose="listener")
+        sqs = make_client(s, "sqs", pool=s.listener_connections, purpose="listener")
+        store = BookStore(s3, bucket_owner=s.bucket_owner)
+
+        def connect() -> Adapters:
+            adapters = Adapters(
+                Queue(sqs, s.input_queue),
+                Queue(sqs, s.output_queue),
+                Queue(sqs, s.dead_letter_queue),
+                store,
+            )
+            for bucket in s.all_buckets:
+                store.check_versioning(bucket)
+            return adapters
+
+        try:
+            # No probe: the connect is the cheapest call there is; no message to refuse.
+            a = self.retry.call(
+                connect,
+                service="sqs",
+                operation="GetQueueUrl",
+                probe=None,
+                abandon=self._connecting_stops,
+                refusable=False,
+            )
+        except Abandoned:
             return
-        self.processor = Processor(
+        self._adapters = a
+        self._processor = make_processor(
             s,
-            input=self._input,
-            output=self._output,
-            dead_letters=self._dead_letters,
-            store=store,
+            input=a.input,
+            output=a.output,
+            dead_letters=a.dead_letters,
+            store=a.store,
             retry=self.retry,
             inflight=self.inflight,
+            outcomes=self.outcomes,
             aborting=self._abort.is_set,
             uploads=self._uploads,
         )
         self.connected_at = time.time()
+
+    def _connecting_stops(self) -> bool:
+        # Ticks while connecting too: an operator's stop (DELETE /) is honoured.
+        self._tick(gauges=False)
+        return self._stop.is_set()
 
     def _start_listening(self) -> None:
         # Replaces the base's `while True` loop: that one ends on the first receive error,
@@ -164,7 +189,6 @@ class BookListener(SqsListener):
         self._tick(gauges=False)
         if not self.connected:
             return
-        self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="group")
         for pool in (self._pool, self._uploads):
             _start_threads(pool, self.settings.concurrency)
         receivers = [
@@ -188,7 +212,7 @@ class BookListener(SqsListener):
             self._uploads.shutdown(wait=True)
             metrics.LISTENER_UP.set(0)
             self._tick()
-            log.info("Listener %s: stopped", os.getpid())
+            log.info("Listener stopped")
 
     def _tick(self, *, gauges: bool = True) -> None:
         # Housekeeping (the status file, the owner check, the queue gauges) must never
@@ -197,83 +221,76 @@ class BookListener(SqsListener):
         try:
             if self._on_tick is not None:
                 self._on_tick(self)
-            if self.connected and gauges:
-                queues = {
-                    "input": self._input,
-                    "output": self._output,
-                    "dead-letter": self._dead_letters,
-                }
+            if self._adapters is not None and gauges:
+                a = self._adapters
+                queues = {"input": a.input, "output": a.output, "dead-letter": a.dead_letters}
                 self._gauges.refresh(queues, oldest_held=self.inflight.oldest_sent_at())
         except Exception:  # logged top-level housekeeping; the listener goes on
             if not self._tick_failed:
-                log.exception("Listener %s: housekeeping failed; going on", os.getpid())
+                log.exception("Housekeeping failed; going on")
             self._tick_failed = True
         else:
             self._tick_failed = False
 
+    # --- the threads ------------------------------------------------------------------
+
     def _receive_loop(self) -> None:
-        backoff = Backoff()
-        me = object()  # the owner of this loop's receive problems: it retries until one works
-        while not self._stop.is_set():
-            self.alive_at = time.time()
-            if self.dependencies.blocked(ignoring=[RECEIVING]):
-                # Receiving now would charge new messages a delivery for nothing.
-                self.dependencies.wait_clear(1.0, ignoring=[RECEIVING])
-                continue
+        assert self._adapters is not None and self._processor is not None
+        queue, processor = self._adapters.input, self._processor
+        while True:
             try:
-                messages = self._input.receive(
-                    wait_time=self.settings.wait_time,
-                    visibility_timeout=self.settings.visibility_timeout,
+                messages = self.retry.call(
+                    self._receive,
+                    service="sqs",
+                    operation="ReceiveMessage",
+                    probe=queue.probe,
+                    abandon=self._receiving_stops,
+                    refusable=False,
                 )
-            except AwsFault as fault:
-                self.retry.judge(
-                    fault, probe=self._input.probe, budget=None, message_id=None, owner=me
-                )
-                self._wait(backoff.next())
-                continue
-            backoff = Backoff()
-            self.retry.succeeded(*RECEIVING)
+            except Abandoned:  # the listener stops
+                return
             self.last_poll_at = time.time()
             metrics.LAST_POLL.set(self.last_poll_at)
             if not messages:
                 continue
             self._gauges.received(messages)
             if self._stop.is_set():
-                self._hand_back(messages)
-                break
+                processor.hand_back(messages)
+                return
             try:
-                self.processor.process(messages, map=self._pool.map)
+                processor.process(messages, map=self._pool.map)
             except Exception:  # logged top-level loop: a bug must not end the listener
                 # Whatever was not finished comes back when its visibility ends.
-                log.exception("Listener %s: batch failed unexpectedly", os.getpid())
+                log.exception("A batch failed unexpectedly; its messages come back")
                 self.inflight.release(messages)
+
+    def _receive(self) -> list[Message]:
+        assert self._adapters is not None
+        return self._adapters.input.receive(
+            wait_time=self.settings.wait_time,
+            visibility_timeout=self.settings.visibility_timeout,
+        )
+
+    def _receiving_stops(self) -> bool:
+        """Whether the receive loops are to end; meanwhile, waits while another problem
+        is open: receiving then would charge new messages a delivery for nothing."""
+        self.alive_at = time.time()
+        while not self._stop.is_set() and self.dependencies.blocked(ignoring=[RECEIVING]):
+            self.dependencies.wait_clear(1.0, ignoring=[RECEIVING])
+            self.alive_at = time.time()
+        return self._stop.is_set()
 
     def _heartbeat_loop(self) -> None:
         # Extends messages whose visibility runs low (Inflight.due), so a slow job
         # (or one waiting out an outage) is never handed to a second consumer. Only an
         # extension that worked moves a message's deadline. Runs until receivers end.
+        assert self._adapters is not None
         while not self._receivers_done.wait(HEARTBEAT_SECONDS):
-            self.inflight.beat(self._input)
-
-    def _hand_back(self, messages: list[Any]) -> None:
-        try:
-            self._input.change_visibility(messages, 0)
-        except AwsFault as exc:
-            log.warning("Listener %s: could not hand back messages: %s", os.getpid(), exc)
+            self.inflight.beat(self._adapters.input)
 
     def _dependencies_changed(self) -> None:
         for service, state in self.dependencies.snapshot().items():
             metrics.DEPENDENCY_UP.labels(dependency=service).set(state["state"] == "ok")
-
-    def handle_message(
-        self, body: str, attributes: Any = None, messages_attributes: Any = None
-    ) -> Book:  # type: ignore[override]
-        """Validate one body into a Book (InvalidBook if it is not one).
-
-        The base class calls this per message from its own loop, which bookd replaces;
-        the rules of a message's whole life are bookd.processing's.
-        """
-        return parse_book(body, self.settings.buckets)
 
 
 def _start_threads(pool: ThreadPoolExecutor, count: int) -> None:

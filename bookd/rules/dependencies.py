@@ -13,7 +13,6 @@ it opens and once when it ends; /health and /readyz show the open ones.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -75,8 +74,7 @@ class Dependencies:
             self._owners.setdefault(key, set()).add(owner)
         if known is None or known.kind != kind:
             log.warning(
-                "Listener %s: %s is %s (%s); receiving pauses until it works again: %s",
-                os.getpid(),
+                "%s is %s (%s); receiving pauses until it works again: %s",
                 fault.service,
                 STATES[kind],
                 fault.cause,
@@ -94,8 +92,7 @@ class Dependencies:
             self._owners.pop(key, None)
             self._cleared.notify_all()
         log.warning(
-            "Listener %s: %s works again (%s, after %.0f s)",
-            os.getpid(),
+            "%s works again (%s, after %.0f s)",
             service,
             problem.cause,
             time.time() - problem.since,
@@ -115,8 +112,7 @@ class Dependencies:
                 self._cleared.notify_all()
         for problem in dropped:
             log.warning(
-                "Listener %s: no one retries %s now (%s, for %.0f s); receiving resumes",
-                os.getpid(),
+                "No one retries %s now (%s, for %.0f s); receiving resumes",
                 problem.service,
                 problem.cause,
                 time.time() - problem.since,

@@ -10,7 +10,6 @@ not worked twice: the held copy takes the new handle and goes on.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -142,8 +141,7 @@ class Inflight:
         self.extended([m for m in due if m.message_id not in failed], asked_at=asked)
         if failed and not self._beat_failing:
             log.warning(
-                "Listener %s: could not extend %d held messages: %s",
-                os.getpid(),
+                "Could not extend %d held messages: %s",
                 len(failed),
                 next(iter(failed.values())),
                 extra={"message_ids": sorted(failed)},

@@ -2,8 +2,8 @@
 
 Two layers, both set here:
 
-- botocore retries each call itself (``CLIENT_RETRIES``: its "standard" mode, three
-  tries with jittered backoff), which absorbs blips;
+- botocore retries each call itself (bookd.aws.clients.CLIENT_RETRIES: its "standard"
+  mode, three tries with jittered backoff), which absorbs blips;
 - bookd then judges the failure that gets through (``Retry.judge``):
 
   ============== ===================================================================
@@ -20,9 +20,17 @@ Two layers, both set here:
                  treated as misconfiguration, since a valid book never is)
   ============== ===================================================================
 
+A call made for no message (a receive, the listener's connect) is never refused:
+there is nothing to dead-letter, so a rejection there is taken for misconfiguration.
+
 A message is never handed back to the queue for a retry: it is held (heartbeats
 keep it invisible) and retried in place, so waiting costs it no delivery. Every
 wait is jittered, so sixteen receive loops never retry in lockstep.
+
+There is one retry loop (``Retry.loop``), with two doors: ``call`` for one call, and
+``batch`` for a batch call whose entries may fail on their own (announcements,
+deletes, hand-backs, dead letters). The receive loops and the listener's connect go
+through ``call`` too.
 """
 
 from __future__ import annotations
@@ -30,19 +38,16 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from bookd.core.errors import AwsFault, FaultKind
+from bookd.core.outcomes import Outcomes
 from bookd.rules.dependencies import Dependencies
-from bookd.telemetry import metrics
 
 T = TypeVar("T")
-
-CLIENT_RETRIES = {"mode": "standard", "max_attempts": 3}
-"""botocore's own retries of each call, before bookd sees a failure."""
 
 FIRST_DELAY = 0.5
 """Seconds before the first retry of a failed call (jittered)."""
@@ -129,6 +134,31 @@ class GaveUp(Exception):  # noqa: N818 - carries the outcome, not a bug
         self.fault = fault
 
 
+@dataclass(frozen=True)
+class Failure:
+    """What one try left to retry: the fault to judge, and whose it is."""
+
+    fault: AwsFault
+    budget: Budget | None = None
+    """The budget of the message it is charged to, if any."""
+    message_id: str | None = None
+    entries: bool = False
+    """The call itself worked; only some of its entries failed."""
+
+
+@dataclass
+class Left(Generic[T]):
+    """What a batch left undone when a limit ended it (nothing, once all went)."""
+
+    items: list[T] = field(default_factory=list)
+    fault: AwsFault | None = None
+    """The last failure of the first item left."""
+
+
+def _never() -> bool:
+    return False
+
+
 class Retry:
     """Judges failed calls and retries them, for one listener (shared by its threads)."""
 
@@ -138,44 +168,53 @@ class Retry:
         *,
         wait: Callable[[float], bool],
         clock: Callable[[], float] = time.monotonic,
+        outcomes: Outcomes | None = None,
     ) -> None:
         self.dependencies = dependencies
         self._wait = wait
         """Sleeps up to the given seconds; returns False at once when the listener stops."""
         self._clock = clock
+        self._outcomes = outcomes or Outcomes()
         self._lock = threading.Lock()
         self._streaks: dict[tuple[FaultKind, str, str], set[str]] = {}
         """(kind, service, operation) -> the messages it failed for since it last worked."""
+
+    # --- the verdicts ------------------------------------------------------------
 
     def judge(
         self,
         fault: AwsFault,
         *,
-        probe: Callable[[], None],
+        probe: Callable[[], None] | None,
         budget: Budget | None,
         message_id: str | None,
         owner: object,
+        refusable: bool = True,
     ) -> Verdict:
         """Decide what a failure means, opening the service's problem when it is not ours.
 
         ``owner`` is whoever retries the call: the problem lasts while an owner does
-        (Dependencies.release).
+        (Dependencies.release). ``probe`` is a cheap call of the same service (None:
+        the failing call is the cheapest probe there is, so the service is taken as
+        away). With ``refusable`` False (a call made for no message) a rejection is
+        taken for misconfiguration.
         """
-        verdict = self._verdict(fault, probe, budget, message_id, owner)
+        verdict = self._verdict(fault, probe, budget, message_id, owner, refusable)
         if verdict is Verdict.RETRY:
-            metrics.RETRIED.labels(reason=f"{fault.service}-{fault.kind.value}").inc()
+            self._outcomes.retried(fault)
         return verdict
 
     def _verdict(
         self,
         fault: AwsFault,
-        probe: Callable[[], None],
+        probe: Callable[[], None] | None,
         budget: Budget | None,
         message: str | None,
         owner: object,
+        refusable: bool,
     ) -> Verdict:
         if fault.kind is FaultKind.REJECTED:
-            if not self._streak(fault, message):
+            if refusable and not self._streak(fault, message):
                 return Verdict.REFUSED
             self.dependencies.report(fault, owner=owner, kind=FaultKind.MISCONFIGURED)
             return Verdict.RETRY
@@ -200,57 +239,9 @@ class Retry:
             for kind in (FaultKind.REJECTED, FaultKind.UNAVAILABLE):
                 self._streaks.pop((kind, service, operation), None)
 
-    def run(
-        self,
-        call: Callable[[], T],
-        *,
-        service: str,
-        operation: str,
-        probe: Callable[[], None],
-        budget: Budget | None = None,
-        message_id: str | None = None,
-        abandon: Callable[[], bool] = lambda: False,
-        before_waiting: Callable[[], None] | None = None,
-    ) -> T:
-        """Call until it works; GaveUp when the message is to be dead-lettered.
-
-        ``abandon`` is asked before every try (Abandoned(hand_back=False) if true);
-        a stop during a wait raises Abandoned(hand_back=True). ``before_waiting`` runs
-        once, before the first wait: what need not wait for this call can go first.
-        """
-        backoff = Backoff()
-        failed = {operation}
-        owner = object()
-        try:
-            while True:
-                if abandon():
-                    raise Abandoned(hand_back=False)
-                try:
-                    result = call()
-                except AwsFault as fault:
-                    verdict = self.judge(
-                        fault, probe=probe, budget=budget, message_id=message_id, owner=owner
-                    )
-                    if verdict is not Verdict.RETRY:
-                        raise GaveUp(verdict, fault) from fault
-                    failed.add(fault.operation)
-                    if before_waiting is not None:
-                        before_waiting()
-                        before_waiting = None
-                    self.pause(backoff)
-                else:
-                    for name in failed:  # each call this try made worked
-                        self.succeeded(service, name)
-                    return result
-        finally:
-            self.dependencies.release(owner)
-
-    def pause(self, backoff: Backoff) -> None:
-        """Wait the backoff's next delay; Abandoned(hand_back=True) if the listener stops."""
-        if not self._wait(backoff.next()):
-            raise Abandoned(hand_back=True)
-
-    def _answers(self, probe: Callable[[], None]) -> bool:
+    def _answers(self, probe: Callable[[], None] | None) -> bool:
+        if probe is None:
+            return False
         try:
             probe()
         except AwsFault:
@@ -264,3 +255,163 @@ class Retry:
             seen = self._streaks.setdefault(key, set())
             seen.add(message_id or "")
             return len(seen) >= STREAK
+
+    # --- the one loop ---------------------------------------------------------------
+
+    def loop(
+        self,
+        attempt: Callable[[], Failure | None],
+        *,
+        probe: Callable[[], None] | None,
+        abandon: Callable[[], bool] = _never,
+        on_refused: Callable[[Verdict, AwsFault], None] | None = None,
+        on_wait: Callable[[], None] | None = None,
+        refusable: bool = True,
+        max_tries: int | None = None,
+        max_entry_tries: int | None = None,
+    ) -> bool:
+        """Try ``attempt`` until it leaves nothing to retry (True), or a limit ends it (False).
+
+        Before each try ``abandon`` is asked: Abandoned(hand_back=False) if it says so.
+        Each failure is judged; to retry, the loop waits its backoff (Abandoned(
+        hand_back=True) if the listener stops meanwhile), running ``on_wait`` once
+        before the first wait: what need not wait for this call can go first. A verdict
+        to give up goes to ``on_refused`` and the loop goes on at once (a batch drops
+        the entry); without it, GaveUp. The limits: ``max_tries`` tries in all, or
+        ``max_entry_tries`` tries whose call worked but left entries failing; the last
+        failure is then not judged, since nothing will retry it.
+        """
+        backoff = Backoff()
+        owner = object()
+        tries = entry_tries = 0
+        try:
+            while True:
+                if abandon():
+                    raise Abandoned(hand_back=False)
+                failure = attempt()
+                if failure is None:
+                    return True
+                tries += 1
+                entry_tries += failure.entries
+                if (max_tries is not None and tries >= max_tries) or (
+                    max_entry_tries is not None and entry_tries >= max_entry_tries
+                ):
+                    return False
+                verdict = self.judge(
+                    failure.fault,
+                    probe=probe,
+                    budget=failure.budget,
+                    message_id=failure.message_id,
+                    owner=owner,
+                    refusable=refusable,
+                )
+                if verdict is not Verdict.RETRY:
+                    if on_refused is None:
+                        raise GaveUp(verdict, failure.fault)
+                    on_refused(verdict, failure.fault)
+                    continue
+                if on_wait is not None:
+                    on_wait()
+                    on_wait = None
+                self.pause(backoff)
+        finally:
+            self.dependencies.release(owner)
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        *,
+        service: str,
+        operation: str,
+        probe: Callable[[], None] | None,
+        budget: Budget | None = None,
+        message_id: str | None = None,
+        abandon: Callable[[], bool] = _never,
+        on_wait: Callable[[], None] | None = None,
+        refusable: bool = True,
+    ) -> T:
+        """One call, tried until it works (see loop); GaveUp when its message is to be
+        dead-lettered. Its success ends the problems of every call that failed on the way."""
+        results: list[T] = []
+        failed = {(service, operation)}
+
+        def attempt() -> Failure | None:
+            try:
+                results.append(fn())
+            except AwsFault as fault:
+                failed.add((fault.service, fault.operation))
+                return Failure(fault, budget, message_id)
+            return None
+
+        self.loop(attempt, probe=probe, abandon=abandon, on_wait=on_wait, refusable=refusable)
+        for name in failed:  # each call this try made worked
+            self.succeeded(*name)
+        return results[0]
+
+    def batch(
+        self,
+        items: Sequence[T],
+        send: Callable[[Sequence[T]], Mapping[str, AwsFault]],
+        *,
+        key: Callable[[T], str],
+        service: str,
+        operation: str,
+        probe: Callable[[], None] | None,
+        budget: Callable[[T], Budget | None] = lambda _: None,
+        abandon: Callable[[T], bool] = lambda _: False,
+        on_try: Callable[[Sequence[T], Mapping[str, AwsFault]], None] = lambda *_: None,
+        on_refused: Callable[[T, Verdict, AwsFault], None] | None = None,
+        settled: Callable[[AwsFault], bool] = lambda _: False,
+        max_tries: int | None = None,
+        max_entry_tries: int | None = None,
+    ) -> Left[T]:
+        """Send ``items`` in order, again and again, until each went (see loop).
+
+        ``send`` returns the faults of the entries that failed on their own, by key,
+        and raises AwsFault when the call as a whole failed (every entry failed then).
+        ``on_try`` sees each try's entries and what failed; an entry whose fault
+        ``settled`` accepts is done all the same. The failure judged is the first
+        entry's left, against its budget and ``abandon``; refused, it goes to
+        ``on_refused`` and the others go on at once. A try in which some entries went
+        ends the call's problems. Returns what a limit left.
+        """
+        pending = list(items)
+        left: Left[T] = Left()
+
+        def attempt() -> Failure | None:
+            nonlocal pending
+            if not pending:
+                return None
+            try:
+                failed, entries = send(pending), True
+            except AwsFault as fault:
+                failed, entries = {key(item): fault for item in pending}, False
+            on_try(pending, failed)
+            if len(failed) < len(pending):
+                self.succeeded(service, operation)
+            pending = [i for i in pending if key(i) in failed and not settled(failed[key(i)])]
+            if not pending:
+                return None
+            head = pending[0]
+            left.fault = failed[key(head)]
+            return Failure(left.fault, budget(head), key(head), entries=entries)
+
+        def refused(verdict: Verdict, fault: AwsFault) -> None:
+            assert on_refused is not None
+            on_refused(pending.pop(0), verdict, fault)
+
+        if pending and not self.loop(
+            attempt,
+            probe=probe,
+            abandon=lambda: bool(pending) and abandon(pending[0]),
+            on_refused=refused if on_refused is not None else None,
+            max_tries=max_tries,
+            max_entry_tries=max_entry_tries,
+        ):
+            left.items = pending
+        return left
+
+    def pause(self, backoff: Backoff) -> None:
+        """Wait the backoff's next delay; Abandoned(hand_back=True) if the listener stops."""
+        if not self._wait(backoff.next()):
+            raise Abandoned(hand_back=True)

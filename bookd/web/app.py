@@ -57,12 +57,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.add_url_rule("/metrics", view_func=metrics_text, methods=["GET"])
     metrics.init_labels()
     if settings.control_token:
-        log.info("bookd %s: POST / and DELETE / need the control token", os.getpid())
+        log.info("POST / and DELETE / need the control token")
     else:
-        log.info(
-            "bookd %s: no control token set; POST / and DELETE / answer loopback callers only",
-            os.getpid(),
-        )
+        log.info("No control token set; POST / and DELETE / answer loopback callers only")
     return app
 
 

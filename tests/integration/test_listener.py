@@ -12,8 +12,8 @@ from bookd.aws.clients import make_client
 from bookd.aws.provision import provision
 from bookd.aws.sqs import Queue
 from bookd.core.ports import MAX_MESSAGE_BYTES, Message, Outgoing
+from bookd.core.reasons import RETRIES_EXHAUSTED
 from bookd.listener import BookListener
-from bookd.rules.processor import RETRIES_EXHAUSTED
 from bookd.supervision.lock import StateDir
 from bookd.supervision.status import Supervised
 from harness.proxy import Fault, Proxy

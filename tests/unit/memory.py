@@ -327,8 +327,9 @@ class Harness:
         from bookd.core.config import Settings
         from bookd.rules.dependencies import Dependencies
         from bookd.rules.inflight import Inflight
-        from bookd.rules.processor import Processor
+        from bookd.rules.processor import make_processor
         from bookd.rules.retry import Retry
+        from bookd.telemetry.outcomes import telemetry
 
         self.clock = FakeClock()
         self.settings = Settings.from_env({}).replace(**settings)
@@ -341,9 +342,13 @@ class Harness:
             adapter.journal = self.journal
         self.dependencies = Dependencies()
         self.inflight = Inflight(self.settings.visibility_timeout, clock=self.clock)
-        self.retry = Retry(self.dependencies, wait=self.clock.wait, clock=self.clock)
+        outcomes = telemetry()
+        self.retry = Retry(
+            self.dependencies, wait=self.clock.wait, clock=self.clock, outcomes=outcomes
+        )
         self.clock.every_second.append(lambda: self.inflight.beat(self.input))
-        self.processor = Processor(
+        # The listener's own wiring, with memory adapters and the fake clock.
+        self.processor = make_processor(
             self.settings,
             input=self.input,
             output=self.output,
@@ -351,6 +356,7 @@ class Harness:
             store=self.store,
             retry=self.retry,
             inflight=self.inflight,
+            outcomes=outcomes,
             clock=self.clock,
             uploads=uploads,
         )

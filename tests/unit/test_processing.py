@@ -14,12 +14,8 @@ from bookd.core import books
 from bookd.core.books import from_metadata
 from bookd.core.errors import FaultKind
 from bookd.core.ports import BOOK_ID_METADATA, MAX_MESSAGE_BYTES, MESSAGE_ID_METADATA, Outgoing
-from bookd.rules.processor import (
-    REJECTED_BY_S3,
-    RETRIES_EXHAUSTED,
-    TOO_MANY_DELIVERIES,
-    fit_to_size,
-)
+from bookd.core.reasons import REJECTED_BY_S3, RETRIES_EXHAUSTED, TOO_MANY_DELIVERIES
+from bookd.rules.dead_letters import fit_to_size
 from tests.unit.memory import Harness
 
 
