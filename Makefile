@@ -72,6 +72,7 @@ bench: venv localstack-up
 lint: venv
 	$(BIN)/ruff check bookd tests bench harness faults gunicorn_conf.py
 	$(BIN)/ruff format --check bookd tests bench harness faults gunicorn_conf.py
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) var

@@ -133,6 +133,9 @@ REJECTED_CODES = frozenset(
     }
 )
 
+MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+"""A key (or version) that is not there: to HeadObject, an answer, not a failure."""
+
 _TABLE = (
     (THROTTLED_CODES, FaultKind.THROTTLED),
     (MISCONFIGURED_CODES, FaultKind.MISCONFIGURED),

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
 from botocore.handlers import add_expect_header
 
-from bookd.aws.codes import AWS_ERRORS, call, classify
+from bookd.aws.codes import MISSING_CODES, call
 from bookd.core.errors import AwsFault, FaultKind
 from bookd.core.ports import MESSAGE_ID_METADATA
 
@@ -76,19 +75,19 @@ class BookStore:
         return None
 
     def _head(self, bucket: str, key: str, version_id: str | None) -> dict[str, Any] | None:
+        """The key's (or version's) metadata; None if it is not there."""
         version = {"VersionId": version_id} if version_id else {}
         try:
-            return self.client.head_object(Bucket=bucket, Key=key, **version, **self._owner)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return call(
+                "s3",
+                "HeadObject",
+                lambda: self.client.head_object(Bucket=bucket, Key=key, **version, **self._owner),
+                resource=f"bucket {bucket}",
+            )
+        except AwsFault as fault:
+            if fault.code in MISSING_CODES:
                 return None
-            raise classify(
-                exc, service="s3", operation="HeadObject", resource=f"bucket {bucket}"
-            ) from exc
-        except AWS_ERRORS as exc:
-            raise classify(
-                exc, service="s3", operation="HeadObject", resource=f"bucket {bucket}"
-            ) from exc
+            raise
 
     def probe(self, bucket: str) -> None:
         """A cheap call that fails when S3 (or this bucket) does."""

@@ -1,14 +1,12 @@
 """The listener: pySqsListener's SqsListener, with the threads it lacks for production.
 
 Threads only: the per-message rules are bookd.rules', told here what to work on.
-``BOOKD_RECEIVERS`` receive loops each long-poll the input queue and hand what they
-get to the Processor, whose groups run side by side on a pool of
-``BOOKD_CONCURRENCY`` threads (and their uploads on a second pool). A heartbeat
-thread extends what is held long. While S3 or SQS has an open problem
-(bookd.rules.dependencies) the receive loops take nothing new, so no message is
-charged a delivery for an outage; they resume by themselves once the calls that
-failed work again. Every call that fails goes through the one retry loop
-(bookd.rules.retry), the receives and the connect included.
+The listener connects (bookd.listener.connect), then runs ``BOOKD_RECEIVERS``
+receive loops (bookd.listener.receiving) whose receives' groups run side by side on
+a pool of ``BOOKD_CONCURRENCY`` threads (and their uploads on a second pool), a
+heartbeat thread that extends what is held long, and, in its own thread, a tick
+each second: supervision (the stop flag, the owner, the status file) and the queue
+gauges.
 """
 
 from __future__ import annotations
@@ -20,38 +18,22 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from types import FrameType
 
 from sqs_listener import SqsListener
 
-from bookd.aws.clients import make_client
-from bookd.aws.s3 import BookStore
-from bookd.aws.sqs import Queue
 from bookd.core.config import Settings
-from bookd.core.ports import Message
+from bookd.listener.connect import Adapters, connect
 from bookd.listener.gauges import QueueGauges
+from bookd.listener.receiving import Pulse, Receivers
 from bookd.rules.dependencies import Dependencies
 from bookd.rules.inflight import HEARTBEAT_SECONDS, Inflight
-from bookd.rules.processor import Processor, make_processor
-from bookd.rules.retry import Abandoned, Retry
+from bookd.rules.processor import make_processor
+from bookd.rules.retry import Retry
 from bookd.telemetry import metrics
 from bookd.telemetry.outcomes import telemetry
 
 log = logging.getLogger(__name__)
-
-RECEIVING = ("sqs", "ReceiveMessage")
-"""The receive loops retry their own failing call; only other problems pause them."""
-
-
-@dataclass(frozen=True)
-class Adapters:
-    """The queues and the store, once reached."""
-
-    input: Queue
-    output: Queue
-    dead_letters: Queue
-    store: BookStore
 
 
 class BookListener(SqsListener):
@@ -78,20 +60,16 @@ class BookListener(SqsListener):
         self.retry = Retry(self.dependencies, wait=self._wait, outcomes=self.outcomes)
         # A group's uploads of different titles run here at once.
         self._uploads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="upload")
-        self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="group")
+        self._groups = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="group")
         self.started_at = time.time()
         self.connected_at: float | None = None
         """When the queues were reached and the receive loops could begin."""
-        self.last_poll_at: float | None = None
-        """When a receive last came back."""
-        self.alive_at = time.time()
-        """When a listener thread last showed it is not stuck (liveness, see /livez)."""
+        self.pulse = Pulse()
         self._adapters: Adapters | None = None
-        self._processor: Processor | None = None
         self._tick_failed = False
         self._gauges = QueueGauges()
 
-    # --- control and what supervision reads -----------------------------------------
+    # --- control, and what supervision reads (bookd.supervision.status.Watched) --------
 
     def stop(self) -> None:
         """Stop receiving; work in hand is finished (retries waiting are handed back)."""
@@ -110,6 +88,14 @@ class BookListener(SqsListener):
     def connected(self) -> bool:
         return self.connected_at is not None
 
+    @property
+    def alive_at(self) -> float:
+        return self.pulse.alive_at
+
+    @property
+    def last_poll_at(self) -> float | None:
+        return self.pulse.last_poll_at
+
     def held(self) -> int:
         """How many messages it holds now."""
         return self.inflight.count()
@@ -120,57 +106,16 @@ class BookListener(SqsListener):
 
     def _wait(self, seconds: float) -> bool:
         """Sleep; False at once when the listener stops."""
-        self.alive_at = time.time()
+        self.pulse.beat()
         return not self._stop.wait(seconds)
 
     # --- start and stop ---------------------------------------------------------------
 
     def _initialize_client(self) -> None:
-        # Replaces the base's: that one creates missing queues (a standard DLQ beside a
-        # FIFO queue) and ignores our endpoint. Ours connects, checks the buckets keep
-        # versions, and waits (problem shown in /health) until both work.
-        s = self.settings
-        s3 = make_client(s, "s3", pool=s.listener_connections, purpose="listener")
-        sqs = make_client(s, "sqs", pool=s.listener_connections, purpose="listener")
-        store = BookStore(s3, bucket_owner=s.bucket_owner)
-
-        def connect() -> Adapters:
-            adapters = Adapters(
-                Queue(sqs, s.input_queue),
-                Queue(sqs, s.output_queue),
-                Queue(sqs, s.dead_letter_queue),
-                store,
-            )
-            for bucket in s.all_buckets:
-                store.check_versioning(bucket)
-            return adapters
-
-        try:
-            # No probe: the connect is the cheapest call there is; no message to refuse.
-            a = self.retry.call(
-                connect,
-                service="sqs",
-                operation="GetQueueUrl",
-                probe=None,
-                abandon=self._connecting_stops,
-                refusable=False,
-            )
-        except Abandoned:
-            return
-        self._adapters = a
-        self._processor = make_processor(
-            s,
-            input=a.input,
-            output=a.output,
-            dead_letters=a.dead_letters,
-            store=a.store,
-            retry=self.retry,
-            inflight=self.inflight,
-            outcomes=self.outcomes,
-            aborting=self._abort.is_set,
-            uploads=self._uploads,
-        )
-        self.connected_at = time.time()
+        # Replaces the base's (see bookd.listener.connect for why).
+        self._adapters = connect(self.settings, self.retry, stops=self._connecting_stops)
+        if self._adapters is not None:
+            self.connected_at = time.time()
 
     def _connecting_stops(self) -> bool:
         # Ticks while connecting too: an operator's stop (DELETE /) is honoured.
@@ -187,16 +132,17 @@ class BookListener(SqsListener):
         # At once: an operator's stop (DELETE /) during the start is honoured. The queue
         # gauges wait for the next tick: their three calls would hold up the first receive.
         self._tick(gauges=False)
-        if not self.connected:
+        if self._adapters is None:
             return
-        for pool in (self._pool, self._uploads):
+        for pool in (self._groups, self._uploads):
             _start_threads(pool, self.settings.concurrency)
-        receivers = [
-            threading.Thread(target=self._receive_loop, name=f"receiver-{i}", daemon=True)
+        receivers = self._receivers(self._adapters)
+        threads = [
+            threading.Thread(target=receivers.run, name=f"receiver-{i}", daemon=True)
             for i in range(self.settings.receivers)
         ]
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
-        for thread in [*receivers, heartbeat]:
+        for thread in [*threads, heartbeat]:
             thread.start()
         metrics.LISTENER_UP.set(1)
         try:
@@ -204,15 +150,41 @@ class BookListener(SqsListener):
                 self._tick()
         finally:
             self._stop.set()  # whatever ended the loop, the receivers must end too
-            for thread in receivers:
+            for thread in threads:
                 thread.join()
             self._receivers_done.set()
             heartbeat.join()
-            self._pool.shutdown(wait=True)
+            self._groups.shutdown(wait=True)
             self._uploads.shutdown(wait=True)
             metrics.LISTENER_UP.set(0)
             self._tick()
             log.info("Listener stopped")
+
+    def _receivers(self, a: Adapters) -> Receivers:
+        processor = make_processor(
+            self.settings,
+            input=a.input,
+            output=a.output,
+            dead_letters=a.dead_letters,
+            store=a.store,
+            retry=self.retry,
+            inflight=self.inflight,
+            outcomes=self.outcomes,
+            aborting=self._abort.is_set,
+            uploads=self._uploads,
+        )
+        return Receivers(
+            self.settings,
+            queue=a.input,
+            processor=processor,
+            retry=self.retry,
+            dependencies=self.dependencies,
+            inflight=self.inflight,
+            gauges=self._gauges,
+            groups=self._groups,
+            stop=self._stop,
+            pulse=self.pulse,
+        )
 
     def _tick(self, *, gauges: bool = True) -> None:
         # Housekeeping (the status file, the owner check, the queue gauges) must never
@@ -222,63 +194,14 @@ class BookListener(SqsListener):
             if self._on_tick is not None:
                 self._on_tick(self)
             if self._adapters is not None and gauges:
-                a = self._adapters
-                queues = {"input": a.input, "output": a.output, "dead-letter": a.dead_letters}
-                self._gauges.refresh(queues, oldest_held=self.inflight.oldest_sent_at())
+                oldest = self.inflight.oldest_sent_at()
+                self._gauges.refresh(self._adapters.queues(), oldest_held=oldest)
         except Exception:  # logged top-level housekeeping; the listener goes on
             if not self._tick_failed:
                 log.exception("Housekeeping failed; going on")
             self._tick_failed = True
         else:
             self._tick_failed = False
-
-    # --- the threads ------------------------------------------------------------------
-
-    def _receive_loop(self) -> None:
-        assert self._adapters is not None and self._processor is not None
-        queue, processor = self._adapters.input, self._processor
-        while True:
-            try:
-                messages = self.retry.call(
-                    self._receive,
-                    service="sqs",
-                    operation="ReceiveMessage",
-                    probe=queue.probe,
-                    abandon=self._receiving_stops,
-                    refusable=False,
-                )
-            except Abandoned:  # the listener stops
-                return
-            self.last_poll_at = time.time()
-            metrics.LAST_POLL.set(self.last_poll_at)
-            if not messages:
-                continue
-            self._gauges.received(messages)
-            if self._stop.is_set():
-                processor.hand_back(messages)
-                return
-            try:
-                processor.process(messages, map=self._pool.map)
-            except Exception:  # logged top-level loop: a bug must not end the listener
-                # Whatever was not finished comes back when its visibility ends.
-                log.exception("A batch failed unexpectedly; its messages come back")
-                self.inflight.release(messages)
-
-    def _receive(self) -> list[Message]:
-        assert self._adapters is not None
-        return self._adapters.input.receive(
-            wait_time=self.settings.wait_time,
-            visibility_timeout=self.settings.visibility_timeout,
-        )
-
-    def _receiving_stops(self) -> bool:
-        """Whether the receive loops are to end; meanwhile, waits while another problem
-        is open: receiving then would charge new messages a delivery for nothing."""
-        self.alive_at = time.time()
-        while not self._stop.is_set() and self.dependencies.blocked(ignoring=[RECEIVING]):
-            self.dependencies.wait_clear(1.0, ignoring=[RECEIVING])
-            self.alive_at = time.time()
-        return self._stop.is_set()
 
     def _heartbeat_loop(self) -> None:
         # Extends messages whose visibility runs low (Inflight.due), so a slow job

@@ -159,27 +159,22 @@ def _never() -> bool:
     return False
 
 
-class Retry:
-    """Judges failed calls and retries them, for one listener (shared by its threads)."""
+class Judge:
+    """The verdicts: what a failed call means, for one listener (shared by its threads)."""
 
     def __init__(
         self,
         dependencies: Dependencies,
         *,
-        wait: Callable[[float], bool],
         clock: Callable[[], float] = time.monotonic,
         outcomes: Outcomes | None = None,
     ) -> None:
         self.dependencies = dependencies
-        self._wait = wait
-        """Sleeps up to the given seconds; returns False at once when the listener stops."""
         self._clock = clock
         self._outcomes = outcomes or Outcomes()
         self._lock = threading.Lock()
         self._streaks: dict[tuple[FaultKind, str, str], set[str]] = {}
         """(kind, service, operation) -> the messages it failed for since it last worked."""
-
-    # --- the verdicts ------------------------------------------------------------
 
     def judge(
         self,
@@ -256,7 +251,21 @@ class Retry:
             seen.add(message_id or "")
             return len(seen) >= STREAK
 
-    # --- the one loop ---------------------------------------------------------------
+
+class Retry(Judge):
+    """The one retry loop, on the verdicts of Judge, with two doors: ``call`` and ``batch``."""
+
+    def __init__(
+        self,
+        dependencies: Dependencies,
+        *,
+        wait: Callable[[float], bool],
+        clock: Callable[[], float] = time.monotonic,
+        outcomes: Outcomes | None = None,
+    ) -> None:
+        super().__init__(dependencies, clock=clock, outcomes=outcomes)
+        self._wait = wait
+        """Sleeps up to the given seconds; returns False at once when the listener stops."""
 
     def loop(
         self,
@@ -270,16 +279,14 @@ class Retry:
         max_tries: int | None = None,
         max_entry_tries: int | None = None,
     ) -> bool:
-        """Try ``attempt`` until it leaves nothing to retry (True), or a limit ends it (False).
+        """Try ``attempt`` until it leaves nothing to retry (True) or a limit ends it (False).
 
-        Before each try ``abandon`` is asked: Abandoned(hand_back=False) if it says so.
-        Each failure is judged; to retry, the loop waits its backoff (Abandoned(
-        hand_back=True) if the listener stops meanwhile), running ``on_wait`` once
-        before the first wait: what need not wait for this call can go first. A verdict
-        to give up goes to ``on_refused`` and the loop goes on at once (a batch drops
-        the entry); without it, GaveUp. The limits: ``max_tries`` tries in all, or
-        ``max_entry_tries`` tries whose call worked but left entries failing; the last
-        failure is then not judged, since nothing will retry it.
+        ``abandon`` is asked before each try (Abandoned(hand_back=False) if it says so).
+        A failure is judged; to retry, the loop waits its backoff (Abandoned(hand_back=
+        True) if the listener stops meanwhile), running ``on_wait`` once, before the
+        first wait. A verdict to give up goes to ``on_refused`` and the loop goes on at
+        once; without it, GaveUp. The limits count tries in all, or tries whose call
+        worked but left entries failing; the failure that reaches one is not judged.
         """
         backoff = Backoff()
         owner = object()
@@ -293,22 +300,9 @@ class Retry:
                     return True
                 tries += 1
                 entry_tries += failure.entries
-                if (max_tries is not None and tries >= max_tries) or (
-                    max_entry_tries is not None and entry_tries >= max_entry_tries
-                ):
+                if _reached(tries, max_tries) or _reached(entry_tries, max_entry_tries):
                     return False
-                verdict = self.judge(
-                    failure.fault,
-                    probe=probe,
-                    budget=failure.budget,
-                    message_id=failure.message_id,
-                    owner=owner,
-                    refusable=refusable,
-                )
-                if verdict is not Verdict.RETRY:
-                    if on_refused is None:
-                        raise GaveUp(verdict, failure.fault)
-                    on_refused(verdict, failure.fault)
+                if not self._retries(failure, owner, probe, refusable, on_refused):
                     continue
                 if on_wait is not None:
                     on_wait()
@@ -316,6 +310,31 @@ class Retry:
                 self.pause(backoff)
         finally:
             self.dependencies.release(owner)
+
+    def _retries(
+        self,
+        failure: Failure,
+        owner: object,
+        probe: Callable[[], None] | None,
+        refusable: bool,
+        on_refused: Callable[[Verdict, AwsFault], None] | None,
+    ) -> bool:
+        """Judge a failure: True to wait and try again; False once ``on_refused`` took
+        what was refused (the loop goes on at once); GaveUp without one."""
+        verdict = self.judge(
+            failure.fault,
+            probe=probe,
+            budget=failure.budget,
+            message_id=failure.message_id,
+            owner=owner,
+            refusable=refusable,
+        )
+        if verdict is Verdict.RETRY:
+            return True
+        if on_refused is None:
+            raise GaveUp(verdict, failure.fault)
+        on_refused(verdict, failure.fault)
+        return False
 
     def call(
         self,
@@ -365,53 +384,82 @@ class Retry:
         max_tries: int | None = None,
         max_entry_tries: int | None = None,
     ) -> Left[T]:
-        """Send ``items`` in order, again and again, until each went (see loop).
+        """Send ``items`` in order, again and again, until each went (see loop and _Batch).
 
         ``send`` returns the faults of the entries that failed on their own, by key,
-        and raises AwsFault when the call as a whole failed (every entry failed then).
-        ``on_try`` sees each try's entries and what failed; an entry whose fault
-        ``settled`` accepts is done all the same. The failure judged is the first
-        entry's left, against its budget and ``abandon``; refused, it goes to
-        ``on_refused`` and the others go on at once. A try in which some entries went
-        ends the call's problems. Returns what a limit left.
+        and raises AwsFault when the whole call failed. ``on_try`` sees each try's
+        entries and failures; an entry whose fault ``settled`` accepts is done all the
+        same. The failure judged is the first entry's left, on its budget; refused, it
+        goes to ``on_refused`` and the rest go on at once. Returns what a limit left.
         """
-        pending = list(items)
-        left: Left[T] = Left()
-
-        def attempt() -> Failure | None:
-            nonlocal pending
-            if not pending:
-                return None
-            try:
-                failed, entries = send(pending), True
-            except AwsFault as fault:
-                failed, entries = {key(item): fault for item in pending}, False
-            on_try(pending, failed)
-            if len(failed) < len(pending):
-                self.succeeded(service, operation)
-            pending = [i for i in pending if key(i) in failed and not settled(failed[key(i)])]
-            if not pending:
-                return None
-            head = pending[0]
-            left.fault = failed[key(head)]
-            return Failure(left.fault, budget(head), key(head), entries=entries)
-
-        def refused(verdict: Verdict, fault: AwsFault) -> None:
-            assert on_refused is not None
-            on_refused(pending.pop(0), verdict, fault)
-
-        if pending and not self.loop(
-            attempt,
+        tries = _Batch(self, items, send, key, service, operation, budget, on_try, settled)
+        if tries.pending and not self.loop(
+            tries.attempt,
             probe=probe,
-            abandon=lambda: bool(pending) and abandon(pending[0]),
-            on_refused=refused if on_refused is not None else None,
+            abandon=lambda: bool(tries.pending) and abandon(tries.pending[0]),
+            on_refused=tries.refuser(on_refused),
             max_tries=max_tries,
             max_entry_tries=max_entry_tries,
         ):
-            left.items = pending
-        return left
+            tries.left.items = tries.pending
+        return tries.left
 
     def pause(self, backoff: Backoff) -> None:
         """Wait the backoff's next delay; Abandoned(hand_back=True) if the listener stops."""
         if not self._wait(backoff.next()):
             raise Abandoned(hand_back=True)
+
+
+class _Batch(Generic[T]):
+    """The tries of one batch send: what is still pending, in order, after each."""
+
+    def __init__(
+        self,
+        judge: Judge,
+        items: Sequence[T],
+        send: Callable[[Sequence[T]], Mapping[str, AwsFault]],
+        key: Callable[[T], str],
+        service: str,
+        operation: str,
+        budget: Callable[[T], Budget | None],
+        on_try: Callable[[Sequence[T], Mapping[str, AwsFault]], None],
+        settled: Callable[[AwsFault], bool],
+    ) -> None:
+        self.judge = judge
+        self.pending = list(items)
+        self.left: Left[T] = Left()
+        self._send, self._key, self._budget = send, key, budget
+        self._service, self._operation = service, operation
+        self._on_try, self._settled = on_try, settled
+
+    def attempt(self) -> Failure | None:
+        if not self.pending:
+            return None
+        key = self._key
+        try:
+            failed, entries = self._send(self.pending), True
+        except AwsFault as fault:
+            failed, entries = {key(item): fault for item in self.pending}, False
+        self._on_try(self.pending, failed)
+        if len(failed) < len(self.pending):  # some entries went: the call works
+            self.judge.succeeded(self._service, self._operation)
+        self.pending = [
+            i for i in self.pending if key(i) in failed and not self._settled(failed[key(i)])
+        ]
+        if not self.pending:
+            return None
+        head = self.pending[0]
+        self.left.fault = failed[key(head)]
+        return Failure(self.left.fault, self._budget(head), key(head), entries=entries)
+
+    def refuser(
+        self, on_refused: Callable[[T, Verdict, AwsFault], None] | None
+    ) -> Callable[[Verdict, AwsFault], None] | None:
+        """The loop's on_refused: the first entry goes to ``on_refused``, out of the batch."""
+        if on_refused is None:
+            return None
+        return lambda verdict, fault: on_refused(self.pending.pop(0), verdict, fault)
+
+
+def _reached(count: int, limit: int | None) -> bool:
+    return limit is not None and count >= limit
