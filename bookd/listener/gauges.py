@@ -25,6 +25,9 @@ class QueueGauges:
         self._received_sent_at: float | None = None
         self._age = 0.0
         self._age_at = time.time()
+        self.latest: dict[str, dict[str, object]] = {}
+        """The last depths read, by label: the queue's name, visible, in flight (the console)."""
+        self.latest_at: float | None = None
 
     def received(self, messages: list[Message]) -> None:
         """Note what a receive returned: the oldest of it is the oldest waiting, then."""
@@ -46,13 +49,29 @@ class QueueGauges:
             return
         self._next = now + metrics.QUEUE_REFRESH_SECONDS
         waiting = 0
+        latest: dict[str, dict[str, object]] = {}
         for label, queue in queues.items():
             depth = queue.depth()
             metrics.QUEUE_MESSAGES.labels(queue=label, state="visible").set(depth.visible)
             metrics.QUEUE_MESSAGES.labels(queue=label, state="in_flight").set(depth.in_flight)
+            latest[label] = {
+                "name": queue.name,
+                "visible": depth.visible,
+                "in_flight": depth.in_flight,
+            }
             if label == "input":
                 waiting = depth.waiting
-        metrics.OLDEST_AGE.labels(queue="input").set(self._oldest_age(oldest_held, waiting))
+        age = self._oldest_age(oldest_held, waiting)
+        metrics.OLDEST_AGE.labels(queue="input").set(age)
+        latest.setdefault("input", {})["oldest_age_seconds"] = round(age, 1)
+        self.latest, self.latest_at = latest, time.time()
+
+    def waiting(self, label: str) -> int | None:
+        """Visible plus in flight in the queue of ``label`` at the last read (None before)."""
+        depth = self.latest.get(label)
+        if depth is None:
+            return None
+        return int(depth["visible"]) + int(depth["in_flight"])  # type: ignore[call-overload]
 
     def _oldest_age(self, oldest_held: float | None, waiting: int) -> float:
         wall = time.time()

@@ -23,8 +23,10 @@ from types import FrameType
 from sqs_listener import SqsListener
 
 from bookd.core.config import Settings
+from bookd.core.outcomes import Broadcast
 from bookd.listener.connect import Adapters, connect
 from bookd.listener.gauges import QueueGauges
+from bookd.listener.letters import STALE_FILE, LetterSummary, LetterWatch
 from bookd.listener.receiving import Pulse, Receivers
 from bookd.rules.dependencies import Dependencies
 from bookd.rules.inflight import HEARTBEAT_SECONDS, Inflight
@@ -56,7 +58,8 @@ class BookListener(SqsListener):
         self._receivers_done = threading.Event()
         self.dependencies = Dependencies(on_change=self._dependencies_changed)
         self.inflight = Inflight(settings.visibility_timeout)
-        self.outcomes = telemetry()
+        self._letter_watch = LetterWatch()
+        self.outcomes = Broadcast(telemetry(), self._letter_watch)
         self.retry = Retry(self.dependencies, wait=self._wait, outcomes=self.outcomes)
         # A group's uploads of different titles run here at once.
         self._uploads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="upload")
@@ -68,6 +71,7 @@ class BookListener(SqsListener):
         self._adapters: Adapters | None = None
         self._tick_failed = False
         self._gauges = QueueGauges()
+        self._letters: LetterSummary | None = None
 
     # --- control, and what supervision reads (bookd.supervision.status.Watched) --------
 
@@ -104,6 +108,14 @@ class BookListener(SqsListener):
         """S3's and SQS's state as it sees them (bookd.rules.dependencies)."""
         return self.dependencies.snapshot()
 
+    def queue_depths(self) -> dict[str, object]:
+        """Its queues' depths at their last read, and when that was (for the console)."""
+        return {"as_of": self._gauges.latest_at, **self._gauges.latest}
+
+    def dead_letter_summary(self) -> dict[str, object] | None:
+        """The dead letters by reason at their last read (for the console)."""
+        return self._letters.latest if self._letters is not None else None
+
     def _wait(self, seconds: float) -> bool:
         """Sleep; False at once when the listener stops."""
         self.pulse.beat()
@@ -115,6 +127,11 @@ class BookListener(SqsListener):
         # Replaces the base's (see bookd.listener.connect for why).
         self._adapters = connect(self.settings, self.retry, stops=self._connecting_stops)
         if self._adapters is not None:
+            self._letters = LetterSummary(
+                self._adapters.dead_letters,
+                watch=self._letter_watch,
+                stale_file=self.settings.state_dir / STALE_FILE,
+            )
             self.connected_at = time.time()
 
     def _connecting_stops(self) -> bool:
@@ -193,9 +210,10 @@ class BookListener(SqsListener):
         try:
             if self._on_tick is not None:
                 self._on_tick(self)
-            if self._adapters is not None and gauges:
+            if self._adapters is not None and self._letters is not None and gauges:
                 oldest = self.inflight.oldest_sent_at()
                 self._gauges.refresh(self._adapters.queues(), oldest_held=oldest)
+                self._letters.refresh(self._gauges.waiting("dead-letter"))
         except Exception:  # logged top-level housekeeping; the listener goes on
             if not self._tick_failed:
                 log.exception("Housekeeping failed; going on")

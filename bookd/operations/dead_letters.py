@@ -10,7 +10,7 @@ deduplication window) neither loses nor doubles a message.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from bookd.core.ports import BATCH_LIMIT, BatchSender, Message, Outgoing, WalkedQueue
@@ -26,6 +26,10 @@ HOLD_SECONDS = 120
 
 IDLE_RECEIVES = 3
 """Receives in a row with only letters newer than a walk (or met already) that end it."""
+
+OTHERS_WAIT = 3.0
+"""Seconds a walk that finds the queue empty waits for letters someone else holds."""
+OTHERS_POLL = 0.5
 
 
 @dataclass(frozen=True)
@@ -71,25 +75,34 @@ class Snapshot:
     moves on; ``release`` hands back what the caller keeps. A FIFO queue hands out no
     more of a group while some of it is held, so a walk that keeps letters sees at
     most the first ten of each group (``list``, ``--dry-run``, or another reason's).
+    Letters someone else holds for a moment (another walk, the console's summary) are
+    waited for, up to OTHERS_WAIT seconds, before a walk takes the queue for empty.
     """
 
-    def __init__(self, queue: WalkedQueue) -> None:
+    def __init__(self, queue: WalkedQueue, *, hold: int = HOLD_SECONDS) -> None:
         self.queue = queue
+        self.hold = hold
         self.began = queue.server_time()
         self.sent_back: set[str] = set()
         """Input message ids of the letters moved back by this walk's owner."""
         self.held: list[Message] = []
         """Everything received, in its latest delivery: what ``release`` hands back."""
         self._met: set[str] = set()
+        self._gone: set[str] = set()
 
     def batches(self, *, limit: int | None = None) -> Iterator[list[Message]]:
         """The snapshot's letters, a receive at a time (up to ``limit`` letters in all)."""
         idle = 0
+        waited = 0.0
         while (limit is None or len(self._met) < limit) and idle < IDLE_RECEIVES:
             batch = self.queue.receive(
-                wait_time=1, visibility_timeout=HOLD_SECONDS, with_message_attributes=True
+                wait_time=1, visibility_timeout=self.hold, with_message_attributes=True
             )
             if not batch:
+                if waited < OTHERS_WAIT and self._others_hold():
+                    time.sleep(OTHERS_POLL)
+                    waited += OTHERS_POLL
+                    continue
                 return
             self.held += batch
             taken = [m for m in batch if self._in_snapshot(m)]
@@ -109,9 +122,18 @@ class Snapshot:
             and message.message_id not in self.sent_back
         )
 
-    def release(self, *, deleted: Collection[str] = ()) -> None:
-        """Make every message received visible again at once, but those ``deleted``."""
-        back = [m for m in self.held if m.message_id not in deleted]
+    def _others_hold(self) -> bool:
+        """Whether letters are in flight beyond those this walk holds."""
+        mine = {m.message_id for m in self.held} - self._gone
+        return self.queue.depth().in_flight > len(mine)
+
+    def gone(self, message_ids: Iterable[str]) -> None:
+        """These letters were deleted: they are not held, nor to be released."""
+        self._gone.update(message_ids)
+
+    def release(self) -> None:
+        """Make every message received visible again at once, but those gone."""
+        back = [m for m in self.held if m.message_id not in self._gone]
         for start in range(0, len(back), BATCH_LIMIT):
             # A handle that a later delivery replaced just fails; the later one works.
             self.queue.change_visibility(back[start : start + BATCH_LIMIT], 0)
@@ -153,7 +175,6 @@ def redrive(
     group by group, each at most once (see Snapshot), then stop."""
     result = Redrive()
     snapshot = Snapshot(dead_letters)
-    deleted: set[str] = set()
     now = time.time()
     try:
         for batch in snapshot.batches():
@@ -167,14 +188,14 @@ def redrive(
             sent = _send_back(input_queue, chosen, snapshot.sent_back)
             # Delete only what is back; the rest stays a dead letter, to be redriven again.
             undeleted = dead_letters.delete(sent) if sent else {}
-            for m in sent:
-                if m.message_id not in undeleted:
-                    deleted.add(m.message_id)
-                    result.moved += 1
-                    on_moved(Letter.of(m, now))
+            moved = [m for m in sent if m.message_id not in undeleted]
+            snapshot.gone(m.message_id for m in moved)
+            for m in moved:
+                result.moved += 1
+                on_moved(Letter.of(m, now))
             result.failed += len(chosen) - len(sent) + len(undeleted)
     finally:
-        snapshot.release(deleted=deleted)
+        snapshot.release()
     return result
 
 

@@ -18,6 +18,9 @@ from typing import Any, Protocol
 from bookd.core.config import Settings
 from bookd.supervision.keeper import Restarts
 from bookd.supervision.lock import StateDir, json_number, lock_is_held, pid_alive
+from bookd.telemetry import metrics
+from bookd.telemetry.history import History
+from bookd.telemetry.history import path_of as history_path
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,11 @@ class ListenerStatus:
     quick_restarts: int = 0
     dependencies: dict[str, dict[str, Any]] = field(default_factory=dict)
     """S3's and SQS's state as the listener sees them ("ok", or the problem and its cause)."""
+    uptime_seconds: float | None = None
+    queues: dict[str, Any] = field(default_factory=dict)
+    """Its queues' depths at the listener's last read ("as_of"), for the console."""
+    dead_letters: dict[str, Any] | None = None
+    """The dead letters by reason at the listener's last read, for the console."""
 
     def as_json(self) -> dict[str, Any]:
         """The ``listener`` object of GET / (its keys in this order)."""
@@ -72,6 +80,7 @@ def read_status(settings: Settings) -> ListenerStatus:
         name = "restarting" if written else "starting"
     restarts = Restarts.read(state)
     dependencies = written.get("dependencies") if held else None
+    queues, letters = written.get("queues"), written.get("dead_letters")
     return ListenerStatus(
         state=name,
         pid=json_number(written.get("pid"), int) if held else None,
@@ -82,6 +91,9 @@ def read_status(settings: Settings) -> ListenerStatus:
         alive_seconds_ago=_age(written.get("alive_at")) if held else None,
         quick_restarts=restarts.quick_deaths,
         dependencies=dependencies if isinstance(dependencies, dict) else {},
+        uptime_seconds=_age(written.get("started_at")) if held else None,
+        queues=queues if isinstance(queues, dict) else {},
+        dead_letters=letters if isinstance(letters, dict) else None,
     )
 
 
@@ -122,23 +134,35 @@ class Watched(Protocol):
         """S3's and SQS's state as it sees them."""
         ...
 
+    def queue_depths(self) -> dict[str, object]:
+        """Its queues' depths at their last read, with when that was ("as_of")."""
+        ...
+
+    def dead_letter_summary(self) -> dict[str, object] | None:
+        """The dead letters by reason at their last read, if read yet."""
+        ...
+
     def stop(self) -> None: ...
 
 
 class Supervised:
     """The listener's side of supervision, run on each of its ticks (about once a second).
 
-    Two duties, in this order: stop if an operator asked (DELETE /) or the owner (the
-    Gunicorn master) is gone, then write the status file that GET / and the probes read.
+    Three duties, in this order: stop if an operator asked (DELETE /) or the owner (the
+    Gunicorn master) is gone; write the status file that GET / and the probes read;
+    sample what bookd counts into the history the console reads (bookd.telemetry.history).
     """
 
     def __init__(self, settings: Settings, *, owner_pid: int | None) -> None:
+        self.settings = settings
         self.state = StateDir(settings.state_dir)
         self.owner_pid = owner_pid
+        self.history = History(history_path(settings))
 
     def __call__(self, listener: Watched) -> None:
         self.stop_if_unwanted(listener)
         self.write_status(listener)
+        self.history.sample(lambda: metrics.counts(self.settings))
 
     def stop_if_unwanted(self, listener: Watched) -> None:
         """Stop the listener if an operator stopped it or its owner is gone."""
@@ -169,5 +193,7 @@ class Supervised:
                 "alive_at": listener.alive_at,
                 "held": listener.held(),
                 "dependencies": listener.dependency_states(),
+                "queues": listener.queue_depths(),
+                "dead_letters": listener.dead_letter_summary(),
             },
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+from dataclasses import dataclass, field
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -106,8 +107,9 @@ BUILD_INFO = Gauge(
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-QUEUE_REFRESH_SECONDS = 15.0
-"""How often the listener reads its queues' depths for the gauges: three calls each time."""
+QUEUE_REFRESH_SECONDS = 5.0
+"""How often the listener reads its queues' depths for the gauges and the console: three
+calls each time."""
 
 
 def init_labels() -> None:
@@ -118,10 +120,11 @@ def init_labels() -> None:
         for kind in FaultKind:
             if kind is not FaultKind.REJECTED:
                 RETRIED.labels(reason=f"{service}-{kind.value}")
-    BUILD_INFO.labels(version=_version(), python=platform.python_version()).set(1)
+    BUILD_INFO.labels(version=version(), python=platform.python_version()).set(1)
 
 
-def _version() -> str:
+def version() -> str:
+    """Which bookd this is."""
     try:
         return importlib.metadata.version("bookd")
     except importlib.metadata.PackageNotFoundError:
@@ -134,7 +137,7 @@ def _registry(settings: Settings) -> CollectorRegistry:
         return REGISTRY
     # A fresh registry per read: the collector reads the files as they are now.
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    multiprocess.MultiProcessCollector(registry, path=str(settings.prometheus_multiproc_dir))
     return registry
 
 
@@ -149,16 +152,45 @@ def mark_dead(settings: Settings, pid: int) -> None:
         multiprocess.mark_process_dead(pid, str(settings.prometheus_multiproc_dir))
 
 
-def totals(settings: Settings) -> dict[str, float]:
-    """Processed, uploaded and failed counts summed over all processes, for GET /."""
-    wanted = {
-        "bookd_messages_processed_total": "processed",
-        "bookd_messages_uploaded_total": "uploaded",
-        "bookd_messages_failed_total": "failed",
-    }
-    counts = dict.fromkeys(wanted.values(), 0.0)
+@dataclass(frozen=True)
+class Counts:
+    """Totals of what bookd counts, summed over every process, at one moment."""
+
+    processed: float = 0.0
+    uploaded: float = 0.0
+    failed: float = 0.0
+    processing: tuple[tuple[float, float], ...] = ()
+    """The processing-time histogram: (upper bound in seconds, cumulative count), in order."""
+    calls: dict[str, float] = field(default_factory=dict)
+    """S3 and SQS calls, by operation."""
+
+
+_TOTALS = {
+    "bookd_messages_processed_total": "processed",
+    "bookd_messages_uploaded_total": "uploaded",
+    "bookd_messages_failed_total": "failed",
+}
+
+
+def counts(settings: Settings) -> Counts:
+    """What bookd has counted so far, in every process (for GET / and the console)."""
+    totals = dict.fromkeys(_TOTALS.values(), 0.0)
+    buckets: dict[float, float] = {}
+    calls: dict[str, float] = {}
     for family in _registry(settings).collect():
         for sample in family.samples:
-            if sample.name in wanted:
-                counts[wanted[sample.name]] += sample.value
-    return counts
+            if sample.name in _TOTALS:
+                totals[_TOTALS[sample.name]] += sample.value
+            elif sample.name == "bookd_message_processing_seconds_bucket":
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+            elif sample.name == "bookd_aws_request_duration_seconds_count":
+                operation = sample.labels["operation"]
+                calls[operation] = calls.get(operation, 0.0) + sample.value
+    return Counts(**totals, processing=tuple(sorted(buckets.items())), calls=calls)
+
+
+def totals(settings: Settings) -> dict[str, float]:
+    """Processed, uploaded and failed counts summed over all processes, for GET /."""
+    now = counts(settings)
+    return {"processed": now.processed, "uploaded": now.uploaded, "failed": now.failed}
