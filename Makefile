@@ -8,7 +8,7 @@ PIP := $(BIN)/pip install -q --disable-pip-version-check
 # This machine's pip config names local mirrors that may be absent; hide only that warning.
 QUIET_PIP := 2> >(grep -v "is ignored: it is neither" >&2)
 
-.PHONY: run test lint bench faults venv lock lock-upgrade localstack-up localstack-down prometheus provision clean
+.PHONY: run test lint bench faults venv lock lock-upgrade localstack-up localstack-down prometheus browser provision clean
 
 # The app's virtual environment, from the hash-pinned dev lock (the runtime lock plus the dev
 # tools), rebuilt when a lock changes. bookd itself goes in last, without dependencies and built
@@ -53,6 +53,10 @@ localstack-down:
 prometheus:
 	scripts/prometheus.sh
 
+# Chromium for the console's browser tests: Debian's package, installed when missing.
+browser:
+	scripts/chromium.sh
+
 provision: venv localstack-up
 	$(BIN)/bookd provision
 
@@ -61,7 +65,7 @@ run: provision
 	mkdir -p var
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/supervisord -n -c deploy/supervisord.conf
 
-test: venv localstack-up prometheus lint
+test: venv localstack-up prometheus browser lint
 	$(BIN)/pytest
 
 # Baseline, bookd, its call floor and the PutObject ceiling, direct and at 20 ms per request;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Make sure `promtool` and `prometheus` are on PATH, for the monitoring tests.
 #
 #   scripts/prometheus.sh     (run by `make prometheus`, which `make test` runs)
@@ -30,17 +31,10 @@ if have_tools; then
     exit 0
 fi
 
-command -v apt-get >/dev/null \
-    || die "promtool/prometheus are missing and there is no apt-get here; install Prometheus 2.x so both are on PATH"
-
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-        SUDO=(sudo -n)
-    else
-        die "promtool/prometheus are missing; as root run: apt-get install -y --no-install-recommends $PACKAGE"
-    fi
-fi
+# shellcheck source=apt.sh
+source "${BASH_SOURCE[0]%/*}/apt.sh"
+apt_root "promtool/prometheus are missing" "$PACKAGE" \
+    "install Prometheus 2.x so both are on PATH"
 
 # The pid in the service's pid file, if that process is a live (not zombie) prometheus.
 service_pid() {
@@ -62,15 +56,7 @@ else
 fi
 
 log "promtool/prometheus are missing: installing Debian's $PACKAGE package (apt-get install -y --no-install-recommends $PACKAGE)"
-export DEBIAN_FRONTEND=noninteractive
-# Wait for a concurrent apt/dpkg run (another checkout installing the same) instead of failing.
-APT=("${SUDO[@]}" apt-get -q -o DPkg::Lock::Timeout=300)
-if ! apt-cache show "$PACKAGE" >/dev/null 2>&1; then
-    log "no $PACKAGE in the package lists yet: apt-get update"
-    "${APT[@]}" update >/dev/null || die "apt-get update failed"
-fi
-"${APT[@]}" install -y --no-install-recommends "$PACKAGE" >/dev/null \
-    || die "apt-get install $PACKAGE failed; install Prometheus 2.x so promtool and prometheus are on PATH"
+apt_install "$PACKAGE" "install Prometheus 2.x so promtool and prometheus are on PATH"
 
 # Stop the service the package started, and only that one.
 if [ "$running_before" -eq 0 ] && service_running; then

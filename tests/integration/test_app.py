@@ -1,10 +1,11 @@
 """The Flask app in-process (no Gunicorn): JSON everywhere, health codes, who may control it."""
 
 import json
+import time
 
 import pytest
 
-from bookd.supervision.lock import StateDir
+from bookd.supervision.lock import StateDir, hold_listener_lock
 from bookd.web.app import create_app
 from bookd.web.checks import Checks
 
@@ -145,3 +146,92 @@ def test_liveness_holds_while_stopped_on_purpose_and_never_calls_aws(app_setting
     assert response.status_code == 200
     assert response.get_json()["listener"]["state"] == "stopped"
     assert client.get("/readyz").status_code == 503, "stopped is alive, not ready"
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_a_browser_gets_the_console_and_every_other_client_the_json(client):
+    page = client.get("/", headers={"Accept": BROWSER_ACCEPT})
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert "<title>bookd on " in page.get_data(as_text=True)
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    for accept in ("*/*", "application/json", None):
+        answer = client.get("/", headers={"Accept": accept} if accept else {})
+        assert answer.mimetype == "application/json", accept
+        assert set(answer.get_json()) == {"listener", "messages", "queue"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "http://elsewhere.example"},
+        {"Origin": "http://localhost:9999"},
+        {"Origin": "null"},
+    ],
+)
+@pytest.mark.parametrize(
+    ("method", "path"), [("post", "/"), ("delete", "/"), ("post", "/dead-letters/redrive")]
+)
+def test_an_action_another_site_s_page_asks_for_is_refused(client, headers, method, path):
+    response = getattr(client, method)(path, headers=headers, json={"dry_run": True})
+    assert response.status_code == 403
+    assert "another site" in response.get_json()["message"]
+
+
+def test_the_page_s_own_requests_are_taken(client, app_settings):
+    own = {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}
+    assert client.delete("/", headers=own).status_code == 202
+    assert StateDir(app_settings.state_dir).disabled.exists()
+    assert client.post("/", headers=own).status_code == 202
+    assert not StateDir(app_settings.state_dir).disabled.exists()
+
+
+def test_without_a_token_a_host_that_is_not_this_machine_may_not_steer(client, app_settings):
+    # A page whose own name now resolves to 127.0.0.1 (DNS rebinding) sends its own name.
+    rebound = {"Host": "attacker.example"}
+    assert client.delete("/", headers=rebound).status_code == 401
+    assert not StateDir(app_settings.state_dir).disabled.exists()
+    assert client.get("/console.json", headers=rebound).get_json()["can_control"] is False
+    for host in ("localhost", "127.0.0.1:8000", "[::1]:8000"):
+        data = client.get("/console.json", headers={"Host": host}).get_json()
+        assert data["can_control"] is True, host
+
+
+def test_the_console_data_hides_details_from_who_may_not_steer(app_settings):
+    app_settings.state_dir.mkdir()
+    client = create_app(app_settings.replace(control_token="s3cret")).test_client()
+    state = StateDir(app_settings.state_dir)
+    since = time.time() - 30
+    state.write_json(
+        state.status,
+        {
+            "pid": 4242,
+            "state": "running",
+            "dependencies": {
+                "s3": {"state": "down", "cause": "PutObject on bucket b: X", "since": since}
+            },
+            "dead_letters": {"reasons": [{"reason": "invalid-json", "sample_detail": "{sec"}]},
+        },
+    )
+    with hold_listener_lock(state, timeout=1):  # as a running listener does
+        outsider = client.get("/console.json").get_json()
+        insider = client.get("/console.json", headers={"Authorization": "Bearer s3cret"})
+    assert outsider["can_control"] is False
+    assert outsider["listener"]["pid"] is None
+    assert outsider["dependencies"]["s3"] == {"state": "down", "since": since}
+    assert outsider["dead_letters"]["reasons"][0]["sample_detail"] is None
+    assert outsider["pause"]["paused"] is True and 29 <= outsider["pause"]["seconds"] <= 40
+    insider = insider.get_json()
+    assert insider["can_control"] is True and insider["listener"]["pid"] == 4242
+    assert insider["dependencies"]["s3"]["cause"] == "PutObject on bucket b: X"
+    assert insider["dead_letters"]["reasons"][0]["sample_detail"] == "{sec"
+
+
+def test_a_redrive_needs_a_reason_and_a_dry_run_flag_of_the_right_types(client):
+    response = client.post("/dead-letters/redrive", json={"reason": 3})
+    assert response.status_code == 400
+    response = client.post("/dead-letters/redrive", json={"dry_run": "yes"})
+    assert response.status_code == 400
