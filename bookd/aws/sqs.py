@@ -49,6 +49,7 @@ def message_from_sqs(raw: Mapping[str, Any]) -> Message:
             name: value.get("StringValue", "")
             for name, value in raw.get("MessageAttributes", {}).items()
         },
+        sequence_number=attributes.get("SequenceNumber", ""),
     )
 
 
@@ -105,7 +106,12 @@ class Queue:
                 MaxNumberOfMessages=BATCH_LIMIT,
                 WaitTimeSeconds=wait_time,
                 # Only what the listener reads: each extra attribute is work for SQS and us.
-                AttributeNames=["MessageGroupId", "ApproximateReceiveCount", "SentTimestamp"],
+                AttributeNames=[
+                    "MessageGroupId",
+                    "ApproximateReceiveCount",
+                    "SentTimestamp",
+                    "SequenceNumber",
+                ],
                 **kwargs,
             ),
             resource=self.resource,

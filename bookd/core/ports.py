@@ -45,6 +45,9 @@ class Message:
     """The producer's send time (SentTimestamp), in seconds since the epoch; 0 if unknown."""
     attributes: Mapping[str, str] = field(default_factory=dict)
     """Message attributes (name to string value), as sent."""
+    sequence_number: str = ""
+    """SQS's FIFO SequenceNumber: it grows within a group, in the order SQS took the
+    messages (a string of digits, up to 128 of them; compare as integers)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,9 @@ def announcement(
     ASCII JSON: any character of a title or id travels as a JSON escape, so SQS never
     refuses an announcement for its characters (it refuses U+FFFF and the like raw).
     The input's message id is the deduplication id, so a redelivered input is not
-    announced twice within SQS's five-minute window.
+    announced twice within SQS's five-minute window. ``group`` and ``sequence_number``
+    are the input's, so that a consumer can check a group's order for itself: within a
+    group, each announcement's sequence number is greater than the one before.
     """
     body = {
         "id": book_id,
@@ -110,6 +115,8 @@ def announcement(
         "bucket": bucket,
         "version_id": version_id,
         "message_id": message.message_id,
+        "group": message.group_id,
+        "sequence_number": message.sequence_number,
     }
     return Outgoing(
         ref=message.message_id,

@@ -163,3 +163,29 @@ def test_a_redelivered_book_is_found_under_a_later_version_of_its_title_not_stor
     assert (output["id"], output["version_id"]) == ("first", earlier)
     versions = s3.list_object_versions(Bucket=bucket, Prefix="Shared.json")["Versions"]
     assert len(versions) == 2, "not stored a third time"
+
+
+def test_each_announcement_carries_its_input_s_group_and_sequence_number(
+    settings, queues, start_listener
+):
+    # Given books of two groups, each taken by SQS with a sequence number,
+    sent = {}
+    for n in range(8):
+        group = f"g{n % 2}"
+        answer = queues.sqs.send_message(
+            QueueUrl=queues.urls[settings.input_queue],
+            MessageBody=json.dumps({**BOOK, "id": f"s{n}", "title": f"Seq {n % 3}"}),
+            MessageGroupId=group,
+            MessageDeduplicationId=f"seq-{n}",
+        )
+        sent[f"s{n}"] = (group, answer["SequenceNumber"])
+    # when they are stored and announced,
+    start_listener()
+    outputs = queues.collect(settings.output_queue, 8, timeout=30)
+    # then each announcement names its input's group and sequence number, and a
+    # consumer sees each group's order in them.
+    announced = [json.loads(m["Body"]) for m in outputs]
+    assert {a["id"]: (a["group"], a["sequence_number"]) for a in announced} == sent
+    for group in ("g0", "g1"):
+        numbers = [int(a["sequence_number"]) for a in announced if a["group"] == group]
+        assert numbers == sorted(numbers)

@@ -143,6 +143,8 @@ class _Stored:
     visible_at: float = 0.0
     receipt: str | None = None
     deleted: bool = False
+    sequence: str = ""
+    """SQS's FIFO SequenceNumber: the order the queue took it in."""
 
 
 class MemoryQueue(Faulty):
@@ -158,13 +160,16 @@ class MemoryQueue(Faulty):
         self.messages: list[_Stored] = []
         self.entry_faults: dict[str, tuple[str, int]] = {}
         """ref -> (code, times): SendMessageBatch fails that entry alone, that many times."""
+        self._sequence = itertools.count(10**19)  # SQS's numbers are long digit strings
 
     # --- producer side ----------------------------------------------------------
 
     def put(self, body: str, group: str = "g") -> str:
         """A producer sends one message (no faults)."""
         message_id = f"m{next(self._ids)}"
-        self.messages.append(_Stored(message_id, body, group, message_id, None, self.clock.now))
+        stored = _Stored(message_id, body, group, message_id, None, self.clock.now)
+        stored.sequence = str(next(self._sequence))
+        self.messages.append(stored)
         return message_id
 
     def send(self, messages: Sequence[Outgoing]) -> dict[str, AwsFault]:
@@ -193,6 +198,7 @@ class MemoryQueue(Faulty):
                         m.dedup_id,
                         m.attributes,
                         self.clock.now,
+                        sequence=str(next(self._sequence)),
                     )
                 )
         return failed
@@ -223,7 +229,16 @@ class MemoryQueue(Faulty):
             s.visible_at = now + visibility_timeout
             s.receipt = f"{s.message_id}/{s.receive_count}"
             out.append(
-                Message(s.message_id, s.receipt, s.body, s.group, s.receive_count, s.sent_at, {})
+                Message(
+                    s.message_id,
+                    s.receipt,
+                    s.body,
+                    s.group,
+                    s.receive_count,
+                    s.sent_at,
+                    {},
+                    sequence_number=s.sequence,
+                )
             )
         return out
 

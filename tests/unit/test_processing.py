@@ -43,13 +43,17 @@ def test_a_valid_book_is_stored_announced_and_deleted():
     assert version.body.decode() == book("b1", author="A")
     assert version.metadata == {MESSAGE_ID_METADATA: message_id, BOOK_ID_METADATA: "b1"}
     [announcement] = h.output.letters()
+    [received] = [m for m in h.input.messages if m.message_id == message_id]
     assert json.loads(announcement.body) == {
         "id": "b1",
         "file": "b1.json",
         "bucket": "scifi",
         "version_id": version.version_id,
         "message_id": message_id,
+        "group": "g",
+        "sequence_number": received.sequence,
     }
+    assert received.sequence.isdigit()
     assert (announcement.group, announcement.dedup) == ("g", message_id)
     assert h.input.bodies() == []
     assert h.inflight.count() == 0
@@ -341,6 +345,20 @@ def test_books_of_one_title_keep_their_order_while_other_titles_upload_at_once(u
     versions = [json.loads(v.body)["id"] for v in h.store.versions("Same.json")]
     assert versions == ["a", "c", "e"], "one title's versions in input order"
     assert h.announced("g") == ["a", "b", "c", "d", "e"], "announced in input order"
+
+
+@pytest.mark.parametrize("mode", ["parallel", "strict"])
+def test_a_consumer_sees_each_group_s_order_in_the_sequence_numbers_it_is_given(uploads, mode):
+    h = Harness(uploads=uploads, group_mode=mode)
+    for n in range(12):
+        h.input.put(book(f"b{n}", title=f"T{n % 4}"), group=f"g{n % 2}")
+    h.store.slow = {"T0.json": 0.03, "T1.json": 0.02}  # uploads finish out of order
+    h.run()
+    for group in ("g0", "g1"):
+        announced = [json.loads(body) for body in h.output.bodies(group)]
+        assert {a["group"] for a in announced} == {group}
+        numbers = [int(a["sequence_number"]) for a in announced]
+        assert numbers == sorted(numbers) and len(set(numbers)) == 6, numbers
 
 
 def test_uploads_of_different_titles_overlap(uploads):
