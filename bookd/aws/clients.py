@@ -88,8 +88,14 @@ def _log_calls(client: Any, path: Path, purpose: str) -> None:
 
 
 def _time_calls(client: Any) -> None:
-    """Record each call's duration and failure (bookd_aws_request_*) through botocore's events."""
-    started = "bookd_started"
+    """Record each call's duration and failure (bookd_aws_request_*), and how many messages
+    each SQS batch call carried (bookd_batch_messages, bookd_empty_receives), through
+    botocore's events."""
+    started, entries = "bookd_started", "bookd_entries"
+
+    def count_entries(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if isinstance(params.get("Entries"), list):
+            context[entries] = len(params["Entries"])
 
     def before(context: dict[str, Any], **_: Any) -> None:
         context[started] = time.monotonic()
@@ -107,11 +113,20 @@ def _time_calls(client: Any) -> None:
         if http_response.status_code >= 300:
             error = str(parsed.get("Error", {}).get("Code") or http_response.status_code)
         observe(event_name, context, error)
+        operation = event_name.rsplit(".", 1)[-1]
+        if error is None and operation == "ReceiveMessage":
+            brought = len(parsed.get("Messages", []))
+            metrics.BATCH_MESSAGES.labels(operation=operation).observe(brought)
+            if not brought:
+                metrics.EMPTY_RECEIVES.inc()
+        elif error is None and entries in context:
+            metrics.BATCH_MESSAGES.labels(operation=operation).observe(context.pop(entries))
 
     def after_error(event_name: str, exception: Exception, context: Any, **_: Any) -> None:
         observe(event_name, context, type(exception).__name__)
 
     events = client.meta.events
+    events.register("before-parameter-build", count_entries)
     events.register("before-call", before)
     events.register("after-call", after)
     events.register("after-call-error", after_error)

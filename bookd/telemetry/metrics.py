@@ -98,6 +98,23 @@ AWS_ERRORS = Counter(
     "S3 or SQS calls that failed, by AWS error code (or the connection error's name).",
     ["service", "operation", "code"],
 )
+EMPTY_RECEIVES = Counter(
+    "bookd_empty_receives",
+    "Receives from SQS that brought no message: long polls that waited in vain, a cost of "
+    "idling.",
+)
+BATCH_MESSAGES = Histogram(
+    "bookd_batch_messages",
+    "Messages each SQS batch call carried (for ReceiveMessage: brought), by operation.",
+    ["operation"],
+    buckets=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10),
+)
+BATCH_OPERATIONS = (
+    "ReceiveMessage",
+    "SendMessageBatch",
+    "DeleteMessageBatch",
+    "ChangeMessageVisibilityBatch",
+)
 BUILD_INFO = Gauge(
     "bookd_build_info",
     "Always 1; the labels say which bookd and Python run.",
@@ -120,6 +137,8 @@ def init_labels() -> None:
         for kind in FaultKind:
             if kind is not FaultKind.REJECTED:
                 RETRIED.labels(reason=f"{service}-{kind.value}")
+    for operation in BATCH_OPERATIONS:
+        BATCH_MESSAGES.labels(operation=operation)
     BUILD_INFO.labels(version=version(), python=platform.python_version()).set(1)
 
 

@@ -277,3 +277,36 @@ def test_bad_input_at_sqs_s_size_limit_is_dead_lettered_at_once_and_its_group_go
     if room >= 200:
         assert attributes["source_message_id"] == big_id
         assert attributes["source_queue"] == settings.input_queue
+
+
+def metric_samples() -> dict[tuple[str, str], float]:
+    """This process's samples of bookd's batch and receive metrics, by (name, operation)."""
+    from prometheus_client import REGISTRY
+
+    wanted = ("bookd_empty_receives_total", "bookd_batch_messages_sum")
+    return {
+        (s.name, s.labels.get("operation", "")): s.value
+        for family in REGISTRY.collect()
+        for s in family.samples
+        if s.name in wanted
+    }
+
+
+def test_the_listener_counts_its_empty_receives_and_what_each_batch_call_carried(
+    settings, queues, start_listener
+):
+    before = metric_samples()
+    for n in range(4):
+        queues.send(book(f"cost{n}"), group="A")
+    start_listener()
+    assert len(queues.outputs(4, timeout=20)) == 4
+    time.sleep(2.5)  # long polls of a second that find nothing
+    after = metric_samples()
+
+    def grew(name: str, operation: str = "") -> float:
+        return after[name, operation] - before.get((name, operation), 0.0)
+
+    assert grew("bookd_empty_receives_total") >= 2
+    assert grew("bookd_batch_messages_sum", "SendMessageBatch") == 4, "four announcements"
+    assert grew("bookd_batch_messages_sum", "DeleteMessageBatch") == 4, "four deletes"
+    assert grew("bookd_batch_messages_sum", "ReceiveMessage") >= 4, "four books received"

@@ -52,6 +52,8 @@ CONTRACT = {
     "bookd_build_info": "gauge",
     "bookd_listener_last_poll_timestamp_seconds": "gauge",
     "bookd_announcements_out_of_order_total": "counter",
+    "bookd_empty_receives_total": "counter",
+    "bookd_batch_messages": "histogram",
 }
 # Series Prometheus itself writes for every target it scrapes.
 PROMETHEUS_OWN = {"up": "gauge"}
@@ -370,6 +372,10 @@ DASHBOARD_TOPICS = {
     "AWS latency p99 by operation": [
         r"histogram_quantile\(0\.99, sum by \([^)]*operation[^)]*\) "
         r"\(rate\(bookd_aws_request_duration_seconds_bucket"
+    ],
+    "AWS calls per stored book, by operation": [
+        r"by \(operation\) \(rate\(bookd_aws_request_duration_seconds_count\b",
+        r"rate\(bookd_messages_uploaded_total\b",
     ],
     "listener up": [r"bookd_listener_up\b"],
     "dependency up": [r"bookd_dependency_up\b"],
