@@ -85,9 +85,12 @@ def evaluate_targets(
     http: dict[str, Any],
     memory: dict[str, Any],
     listener_cpu_ms: float | None,
+    stopping: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The targets of issues 4 and 10, each with its measured value and PASS or FAIL
+    """The targets of issues 4, 10 and 17, each with its measured value and PASS or FAIL
     (``passed`` None: reported only, no target)."""
+    stopping = stopping or {}
+    loaded_stop = (stopping.get("loaded") or {}).get("seconds")
     local, delayed = ratios.get(modes.local, {}), ratios.get(modes.delayed, {})
     one_group, scale_out = ratios.get(modes.one_group, {}), ratios.get(modes.scale_out, {})
     health_p99 = http.get("/health", {}).get("p99")
@@ -125,6 +128,8 @@ def evaluate_targets(
         ),
         ("/health p99 < 100 ms while saturated", health_p99, lambda v: v < 0.1, "s"),
         ("listener RSS growth 1k -> 10k <= 20 MB", growth, lambda v: v <= 20, "MB"),
+        ("idle stop (SIGTERM to gone) <= 2 s", stopping.get("idle_seconds"), lambda v: v <= 2, "s"),
+        ("stop while saturated <= 2 s", loaded_stop, lambda v: v <= 2, "s"),
     ]
     return [
         {
@@ -226,6 +231,17 @@ def markdown(result: dict[str, Any], runs: list[Run]) -> str:
         f"- listener VmRSS: {_num(memory.get('first_mb'), 1)} MB after "
         f"{memory.get('first_at')} messages, {_num(memory.get('last_mb'), 1)} MB after "
         f"{memory.get('last_at')}; growth {_num(memory.get('growth_mb'), 1)} MB"
+    )
+    stopping = result.get("stops") or {}
+    loaded = stopping.get("loaded") or {}
+    parts += ["", "## Stopping (SIGTERM to supervisord until every process is gone)", ""]
+    parts.append(
+        f"- idle, its queue empty and its receive loops in long polls (median of the bookd "
+        f"runs' ends): {_num(stopping.get('idle_seconds'))} s"
+    )
+    parts.append(
+        f"- saturated, local, once {_num(loaded.get('announced_before_stop'), 0)} of "
+        f"{loaded.get('books')} books were announced: {_num(loaded.get('seconds'))} s"
     )
     if result["targets"] is not None:
         parts += ["", "## Targets", "", "| target | value | result |", "|---|---:|---|"]

@@ -37,7 +37,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench import report
+from bench import report, stops
 from bench.contenders import (
     ROOT,
     Run,
@@ -81,6 +81,8 @@ class Plan:
     """Requests per client, for each of /health and GET /."""
     http_interval: float = 0.5
     """Seconds between one client's requests: 50 health checkers polling twice a second."""
+    loaded_stop_books: int = 2000
+    """Books of the stop while saturated (local): enough to be in full flow when it comes."""
     threads: tuple[int, ...] = (1, 4, 16)
     rounds: int = 3
     """Rounds of bookd, the call floor and the ceiling, locally and at 20 ms; a ratio to
@@ -372,6 +374,18 @@ def run_all(
     return runs, modes, probe
 
 
+def measure_loaded_stop(
+    plan: Plan, base: Settings, work: Path, bookd_env: dict[str, str]
+) -> dict[str, Any]:
+    """The stop of a saturated stack (local); a failure is reported, not fatal."""
+    try:
+        workload = make_workload(plan.loaded_stop_books, plan.groups)
+        return stops.loaded_stop(base, workload, work, bookd_env)
+    except Exception as exc:  # reported as a problem, the rest of the report still written
+        traceback.print_exc()
+        return {"seconds": None, "problem": repr(exc)}
+
+
 def scale_out_env(plan: Plan, bookd_env: dict[str, str]) -> dict[str, str]:
     """bookd's environment in the scale-out runs: a fixed, small number of receive loops."""
     return {**bookd_env, "BOOKD_RECEIVERS": str(plan.scale_out_receivers)}
@@ -396,8 +410,15 @@ def main(argv: list[str] | None = None) -> int:
     keep_logs = False
     try:
         runs, modes, probe = run_all(plan, base, work, bookd_env)
+        stopping = {
+            "idle_seconds": stops.idle_stop_seconds(runs),
+            "loaded": measure_loaded_stop(plan, base, work, bookd_env),
+        }
+        print(f"stop: idle {stopping['idle_seconds']} s, loaded {stopping['loaded']}", flush=True)
         problems = [f"{r.mode} {r.contender}: {p}" for r in runs for p in r.problems]
         problems += probe.problems
+        if "problem" in stopping["loaded"]:
+            problems.append(f"loaded stop: {stopping['loaded']['problem']}")
         ratios = report.ratios(runs, modes.names())
         cost = report.listener_cpu(runs, modes.local)
         result: dict[str, Any] = {
@@ -412,8 +433,9 @@ def main(argv: list[str] | None = None) -> int:
             "http_idle": probe.http_idle,
             "http_max_rate": probe.http_max,
             "memory": probe.memory,
+            "stops": stopping,
             "targets": (
-                report.evaluate_targets(ratios, modes, probe.http, probe.memory, cost)
+                report.evaluate_targets(ratios, modes, probe.http, probe.memory, cost, stopping)
                 if plan.evaluate_targets
                 else None
             ),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ come back soon; the heartbeat extends them while they are worked on."""
 
 WAIT_TIME = 2
 """Seconds of each long poll: a stack stops within that."""
+
+IDLE_WAIT_TIME = 20
+"""Seconds of each long poll in the idle stop: SQS's longest, which a stop must not wait out."""
 
 MAX_CALLS_PER_SECOND_DOWN = 20.0
 """More calls than this to a service that is down is a hot loop: bookd must back off."""
@@ -118,8 +122,11 @@ class Run:
         self.proxies.append(proxy)
         return proxy
 
-    def stack(self, *, endpoint: str | None = None) -> Stack:
-        settings = self.settings.replace(endpoint_url=endpoint or self.settings.endpoint_url)
+    def stack(self, *, endpoint: str | None = None, **changes: object) -> Stack:
+        """A stack on this scenario's queues (through ``endpoint``), with settings ``changes``."""
+        settings = self.settings.replace(
+            endpoint_url=endpoint or self.settings.endpoint_url, **changes
+        )
         tmp = self.work / f"stack{len(self.stacks)}"
         tmp.mkdir(parents=True)
         stack = Stack(settings, tmp)
@@ -292,16 +299,55 @@ def sigterm_full_queue(run: Run) -> float | None:
     run.send()
     first = run.stack()
     run.wait_progress(0.2)
-    seconds = first.terminate()
-    run.notes.append(f"stopped in {seconds:.1f} s (supervisord allows 40)")
-    if seconds >= 40:
-        run.failures.append("the stop took longer than supervisord's stopwaitsecs")
-    left = first.processes()
-    if left:
-        run.failures.append(f"processes left after the stop: {left}")
+    _stop(run, first)
     restarted = time.monotonic()
     run.stack()
     return run.wait_done(timeout=run.size.done_within) - restarted
+
+
+def idle_stop(run: Run) -> float | None:
+    """SIGTERM to an idle stack whose long polls last 20 s, books arriving as it stops.
+
+    Its receive loops are all in a long poll; a stop that waited them out would take up
+    to 20 s. What a poll abandoned by the stop still receives comes back after its
+    visibility timeout, to the next stack, once.
+    """
+    first = run.stack(wait_time=IDLE_WAIT_TIME)
+    time.sleep(3)  # every receive loop is in a long poll now
+    sender = threading.Thread(target=run.send, args=(run.size.books // 4,))
+    sender.start()
+    _stop(run, first)
+    sender.join()
+    restarted = time.monotonic()
+    run.stack()
+    return run.wait_done(timeout=run.size.done_within) - restarted
+
+
+def stop_during_outage(run: Run) -> float | None:
+    """SIGTERM while S3 is down and books are held, retried in place; then S3 comes back
+    and a new stack finishes them (none dead-lettered for the outage)."""
+    run.send()
+    proxy = run.proxy()
+    first = run.stack(endpoint=proxy.url)
+    run.wait_progress(0.05)
+    proxy.inject(Fault("unavailable", service="s3"))
+    time.sleep(5)  # the listener pauses, its books held and retried in place
+    _stop(run, first)
+    proxy.heal()
+    restarted = time.monotonic()
+    run.stack()
+    return run.wait_done(timeout=run.size.done_within) - restarted
+
+
+def _stop(run: Run, stack: Stack) -> None:
+    """SIGTERM to ``stack``: note how long it took; a failure past supervisord's limit."""
+    seconds = stack.terminate()
+    run.notes.append(f"stopped in {seconds:.1f} s (supervisord allows 40)")
+    if seconds >= 40:
+        run.failures.append("the stop took longer than supervisord's stopwaitsecs")
+    left = stack.processes()
+    if left:
+        run.failures.append(f"processes left after the stop: {left}")
 
 
 SCENARIOS: dict[str, Callable[[Run], float | None]] = {
@@ -313,4 +359,6 @@ SCENARIOS: dict[str, Callable[[Run], float | None]] = {
     "LocalStack restarted": localstack_restart,
     "two instances": two_instances,
     "SIGTERM, full queue": sigterm_full_queue,
+    "SIGTERM, idle (20 s polls)": idle_stop,
+    "SIGTERM, S3 down": stop_during_outage,
 }

@@ -210,7 +210,7 @@ class Settings:
         "BOOKD_WAIT_TIME",
         10,
         integer(1, 20),
-        "seconds of one long poll (1-20); bounds how long a stop takes",
+        "seconds of one long poll (1-20); a stop does not wait it out",
     )
     # --- the listener ------------------------------------------------------------
     concurrency: int = setting(

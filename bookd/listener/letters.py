@@ -75,14 +75,15 @@ class LetterSummary:
         """Read the queue again if it changed or it is time; ``waiting``: its depth, as the
         gauges last saw it (None before their first read)."""
         now = self._clock()
-        changed = self.watch.stale.is_set() or self._asked() or waiting != self._waiting
-        if waiting is None or not (changed or now >= self._next):
+        stale = self.watch.stale.is_set() or self._asked()
+        if waiting is None or not (stale or waiting != self._waiting or now >= self._next):
             return
         self.watch.stale.clear()
         self.stale_file.unlink(missing_ok=True)
         self._waiting, self._next = waiting, now + SUMMARY_SECONDS
         try:
-            letters = self._walk() if waiting or changed else []
+            # An empty queue needs no walk, unless a letter went there since its depth was read.
+            letters = self._walk() if waiting or stale else []
         except AwsFault as fault:
             log.warning("Could not read the dead-letter queue for the console: %s", fault.cause)
             return
@@ -92,7 +93,8 @@ class LetterSummary:
         return self.stale_file.exists()
 
     def _walk(self) -> list[Letter]:
-        snapshot = Snapshot(self.queue, hold=HOLD_SECONDS)
+        # No long poll: the walk runs in the listener's tick, which a stop must not wait for.
+        snapshot = Snapshot(self.queue, hold=HOLD_SECONDS, wait_time=0)
         letters = []
         try:
             for batch in snapshot.batches():

@@ -27,7 +27,7 @@ from bookd.core.outcomes import Broadcast
 from bookd.listener.connect import Adapters, connect
 from bookd.listener.gauges import QueueGauges
 from bookd.listener.letters import STALE_FILE, LetterSummary, LetterWatch
-from bookd.listener.receiving import Pulse, Receivers
+from bookd.listener.receiving import STOP_GRACE, Pulse, Receivers
 from bookd.rules.dependencies import Dependencies
 from bookd.rules.inflight import HEARTBEAT_SECONDS, Inflight
 from bookd.rules.processor import make_processor
@@ -167,14 +167,14 @@ class BookListener(SqsListener):
                 self._tick()
         finally:
             self._stop.set()  # whatever ended the loop, the receivers must end too
-            for thread in threads:
-                thread.join()
+            receivers.wait_for_batches()
+            _join(threads, within=STOP_GRACE)
             self._receivers_done.set()
             heartbeat.join()
             self._groups.shutdown(wait=True)
             self._uploads.shutdown(wait=True)
             metrics.LISTENER_UP.set(0)
-            self._tick()
+            self._tick(gauges=False)  # the status file's last word; no queue read at exit
             log.info("Listener stopped")
 
     def _receivers(self, a: Adapters) -> Receivers:
@@ -232,6 +232,17 @@ class BookListener(SqsListener):
     def _dependencies_changed(self) -> None:
         for service, state in self.dependencies.snapshot().items():
             metrics.DEPENDENCY_UP.labels(dependency=service).set(state["state"] == "ok")
+
+
+def _join(threads: list[threading.Thread], *, within: float) -> None:
+    """Join the threads, all within ``within`` seconds; leave those still in a long poll
+    (daemons: they end with the process, or when their poll comes back)."""
+    deadline = time.monotonic() + within
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = sum(thread.is_alive() for thread in threads)
+    if left:
+        log.info("Stopping without %d long polls under way; what they bring comes back", left)
 
 
 def _start_threads(pool: ThreadPoolExecutor, count: int) -> None:

@@ -6,6 +6,12 @@ problem of S3 or SQS is open (bookd.rules.dependencies): a receive then would ch
 new messages a delivery for nothing. A receive that fails goes through the one
 retry loop (bookd.rules.retry); a stop ends the loops, and what a last receive
 brings after it is handed back at once.
+
+A stop does not wait out the long polls under way (up to BOOKD_WAIT_TIME each): once
+no loop works on a batch (``wait_for_batches``), the listener gives the polls
+STOP_GRACE seconds and then goes without them. What such a poll still brings is
+handed back if the process is still there to do it, or else comes back when its
+visibility timeout ends; SQS lets no later message of its group overtake it meanwhile.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ log = logging.getLogger(__name__)
 
 RECEIVING = ("sqs", "ReceiveMessage")
 """The receive loops retry their own failing call; only other problems pause them."""
+
+STOP_GRACE = 0.2
+"""Seconds a stop gives the long polls under way, once every batch in hand is done."""
 
 
 @dataclass
@@ -73,6 +82,9 @@ class Receivers:
         """Runs a receive's groups side by side."""
         self.stop = stop
         self.pulse = pulse
+        self._working = 0
+        """Loops working on a batch now (not polling)."""
+        self._idle = threading.Condition()
 
     def run(self) -> None:
         """One receive loop, until the listener stops."""
@@ -93,8 +105,7 @@ class Receivers:
             if not messages:
                 continue
             self.gauges.received(messages)
-            if self.stop.is_set():
-                self.processor.hand_back(messages)
+            if not self._take(messages):
                 return
             try:
                 self.processor.process(messages, map=self.groups.map)
@@ -102,6 +113,27 @@ class Receivers:
                 # Whatever was not finished comes back when its visibility ends.
                 log.exception("A batch failed unexpectedly; its messages come back")
                 self.inflight.release(messages)
+            finally:
+                with self._idle:
+                    self._working -= 1
+                    self._idle.notify_all()
+
+    def _take(self, messages: list[Message]) -> bool:
+        """Whether to work on what a receive brought: not once the listener stops (then it
+        is handed back at once). Decided under the lock ``wait_for_batches`` reads, so a
+        stop either sees this batch or this loop sees the stop."""
+        with self._idle:
+            stopping = self.stop.is_set()
+            if not stopping:
+                self._working += 1
+        if stopping:
+            self.processor.hand_back(messages)
+        return not stopping
+
+    def wait_for_batches(self) -> None:
+        """After a stop: wait until no loop works on a batch (the others only poll)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._working == 0)
 
     def _receive(self) -> list[Message]:
         return self.queue.receive(

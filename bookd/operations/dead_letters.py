@@ -79,9 +79,11 @@ class Snapshot:
     waited for, up to OTHERS_WAIT seconds, before a walk takes the queue for empty.
     """
 
-    def __init__(self, queue: WalkedQueue, *, hold: int = HOLD_SECONDS) -> None:
+    def __init__(self, queue: WalkedQueue, *, hold: int = HOLD_SECONDS, wait_time: int = 1) -> None:
         self.queue = queue
         self.hold = hold
+        self.wait_time = wait_time
+        """Seconds of each receive's long poll (0: none, at the risk of an early end)."""
         self.began = queue.server_time()
         self.sent_back: set[str] = set()
         """Input message ids of the letters moved back by this walk's owner."""
@@ -96,7 +98,7 @@ class Snapshot:
         waited = 0.0
         while (limit is None or len(self._met) < limit) and idle < IDLE_RECEIVES:
             batch = self.queue.receive(
-                wait_time=1, visibility_timeout=self.hold, with_message_attributes=True
+                wait_time=self.wait_time, visibility_timeout=self.hold, with_message_attributes=True
             )
             if not batch:
                 if waited < OTHERS_WAIT and self._others_hold():

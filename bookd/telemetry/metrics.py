@@ -100,8 +100,7 @@ AWS_ERRORS = Counter(
 )
 EMPTY_RECEIVES = Counter(
     "bookd_empty_receives",
-    "Receives from SQS that brought no message: long polls that waited in vain, a cost of "
-    "idling.",
+    "Receives from SQS that brought no message: long polls that waited in vain, a cost of idling.",
 )
 BATCH_MESSAGES = Histogram(
     "bookd_batch_messages",

@@ -183,6 +183,22 @@ def test_sigterm_stops_the_whole_tree_in_time_and_loses_nothing(make_stack, queu
     assert queues.outputs(1, timeout=3) == []
 
 
+def test_an_idle_stack_stops_without_waiting_out_its_long_polls(
+    make_stack, stack_settings, queues, start_listener
+):
+    # Given a stack whose sixteen receive loops sit in 20 s long polls,
+    stack = make_stack(stack_settings.replace(wait_time=20))
+    time.sleep(3)
+    # when it gets SIGTERM, it stops well before any poll would have come back,
+    seconds = stack.terminate(timeout=45)
+    assert seconds < 10, f"stopped in {seconds:.1f} s: the polls were waited out"
+    assert "long polls under way" in stack.log_tail(200)
+    # and a book sent then is not lost: it comes back to the next listener.
+    sent = send_books(queues, "idle", 3, groups=3)
+    start_listener()
+    assert sorted(o["id"] for o in queues.outputs(3, timeout=40)) == sent
+
+
 def test_metrics_count_what_was_sent_and_every_worker_agrees(make_stack, queues):
     stack = make_stack()
     valid = send_books(queues, "m", 7)

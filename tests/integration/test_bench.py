@@ -70,4 +70,9 @@ def test_small_benchmark_checks_correctness_and_writes_its_report(base_settings,
     assert "Listener CPU per book, local" in (tmp_path / "latest.md").read_text()
     assert data["memory"]["last_mb"] > 0
     assert data["http"]["/health"]["requests"] > 0
+    # Stopping: each bookd run's stack once its queue emptied, and one in full flow.
+    assert data["stops"]["idle_seconds"] > 0
+    assert data["stops"]["loaded"]["seconds"] > 0
+    assert data["stops"]["loaded"]["announced_before_stop"] < data["stops"]["loaded"]["books"]
+    assert "## Stopping" in (tmp_path / "latest.md").read_text()
     assert data["targets"] is None  # only the full run evaluates them

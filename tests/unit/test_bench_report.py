@@ -20,7 +20,12 @@ def test_targets_cover_every_part_and_report_some_without_judging():
     targets = {
         t["target"]: (t["value"], t["passed"])
         for t in report.evaluate_targets(
-            ratios, modes, {"/health": {"p99": 0.05}}, {"growth_mb": 1.0}, 3.5
+            ratios,
+            modes,
+            {"/health": {"p99": 0.05}},
+            {"growth_mb": 1.0},
+            3.5,
+            {"idle_seconds": 0.8, "loaded": {"seconds": 2.6}},
         )
     }
 
@@ -34,7 +39,10 @@ def test_targets_cover_every_part_and_report_some_without_judging():
     # and the old targets are still there.
     assert targets["local bookd >= 80% of ceiling"] == (0.7, False)
     assert targets["20 ms bookd >= 10x baseline"] == (21.0, True)
-    assert len(targets) == 11
+    # Stopping: idle, and while saturated.
+    assert targets["idle stop (SIGTERM to gone) <= 2 s"] == (0.8, True)
+    assert targets["stop while saturated <= 2 s"] == (2.6, False)
+    assert len(targets) == 13
 
 
 def test_ratios_pair_each_bookd_round_with_its_floor_and_set_two_instances_against_one():
