@@ -91,6 +91,7 @@ def evaluate_targets(
     (``passed`` None: reported only, no target)."""
     stopping = stopping or {}
     loaded_stop = (stopping.get("loaded") or {}).get("seconds")
+    cold_start = (stopping.get("cold_start") or {}).get("seconds")
     local, delayed = ratios.get(modes.local, {}), ratios.get(modes.delayed, {})
     one_group, scale_out = ratios.get(modes.one_group, {}), ratios.get(modes.scale_out, {})
     health_p99 = http.get("/health", {}).get("p99")
@@ -130,6 +131,7 @@ def evaluate_targets(
         ("listener RSS growth 1k -> 10k <= 20 MB", growth, lambda v: v <= 20, "MB"),
         ("idle stop (SIGTERM to gone) <= 2 s", stopping.get("idle_seconds"), lambda v: v <= 2, "s"),
         ("stop while saturated <= 2 s", loaded_stop, lambda v: v <= 2, "s"),
+        ("stack start to first book announced <= 3 s", cold_start, lambda v: v <= 3, "s"),
     ]
     return [
         {
@@ -234,13 +236,19 @@ def markdown(result: dict[str, Any], runs: list[Run]) -> str:
     )
     stopping = result.get("stops") or {}
     loaded = stopping.get("loaded") or {}
-    parts += ["", "## Stopping (SIGTERM to supervisord until every process is gone)", ""]
+    parts += ["", "## Starting and stopping", ""]
+    start = stopping.get("cold_start") or {}
     parts.append(
-        f"- idle, its queue empty and its receive loops in long polls (median of the bookd "
+        f"- a whole stack started with {start.get('books')} books waiting, to the first "
+        f"announced: {_num(start.get('seconds'))} s"
+    )
+    parts.append("- stopping, SIGTERM to supervisord until every process is gone:")
+    parts.append(
+        f"  - idle, its queue empty and its receive loops in long polls (median of the bookd "
         f"runs' ends): {_num(stopping.get('idle_seconds'))} s"
     )
     parts.append(
-        f"- saturated, local, once {_num(loaded.get('announced_before_stop'), 0)} of "
+        f"  - saturated, local, once {_num(loaded.get('announced_before_stop'), 0)} of "
         f"{loaded.get('books')} books were announced: {_num(loaded.get('seconds'))} s"
     )
     if result["targets"] is not None:

@@ -37,7 +37,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench import report, stops
+from bench import lifecycle, report
 from bench.contenders import (
     ROOT,
     Run,
@@ -374,13 +374,22 @@ def run_all(
     return runs, modes, probe
 
 
+def measure_cold_start(base: Settings, work: Path, bookd_env: dict[str, str]) -> dict[str, Any]:
+    """A whole stack's start to its first book announced; a failure is reported, not fatal."""
+    try:
+        return lifecycle.cold_start(base, work, bookd_env)
+    except Exception as exc:  # reported as a problem, the rest of the report still written
+        traceback.print_exc()
+        return {"seconds": None, "problem": repr(exc)}
+
+
 def measure_loaded_stop(
     plan: Plan, base: Settings, work: Path, bookd_env: dict[str, str]
 ) -> dict[str, Any]:
     """The stop of a saturated stack (local); a failure is reported, not fatal."""
     try:
         workload = make_workload(plan.loaded_stop_books, plan.groups)
-        return stops.loaded_stop(base, workload, work, bookd_env)
+        return lifecycle.loaded_stop(base, workload, work, bookd_env)
     except Exception as exc:  # reported as a problem, the rest of the report still written
         traceback.print_exc()
         return {"seconds": None, "problem": repr(exc)}
@@ -411,14 +420,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs, modes, probe = run_all(plan, base, work, bookd_env)
         stopping = {
-            "idle_seconds": stops.idle_stop_seconds(runs),
+            "idle_seconds": lifecycle.idle_stop_seconds(runs),
             "loaded": measure_loaded_stop(plan, base, work, bookd_env),
+            "cold_start": measure_cold_start(base, work, bookd_env),
         }
-        print(f"stop: idle {stopping['idle_seconds']} s, loaded {stopping['loaded']}", flush=True)
+        print(f"start and stop: {stopping}", flush=True)
         problems = [f"{r.mode} {r.contender}: {p}" for r in runs for p in r.problems]
         problems += probe.problems
-        if "problem" in stopping["loaded"]:
-            problems.append(f"loaded stop: {stopping['loaded']['problem']}")
+        for part in ("loaded", "cold_start"):
+            if "problem" in stopping[part]:
+                problems.append(f"{part}: {stopping[part]['problem']}")
         ratios = report.ratios(runs, modes.names())
         cost = report.listener_cpu(runs, modes.local)
         result: dict[str, Any] = {

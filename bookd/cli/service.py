@@ -51,11 +51,16 @@ def listen(settings: Settings, owner: int | None) -> None:
     logs.setup(settings)  # a service: its lines go to stdout, as Gunicorn's do
     state = StateDir(settings.state_dir)
     state.path.mkdir(parents=True, exist_ok=True)
-    os.nice(settings.listener_nice)
     with hold_listener_lock(state, timeout=LOCK_WAIT) as mine:
         if not mine:
             click.echo(f"bookd: another listener holds {state.lock}; not starting", err=True)
             sys.exit(EXIT_LOCKED)
-        listener = BookListener(settings, on_tick=Supervised(settings, owner_pid=owner))
+        listener = BookListener(
+            settings,
+            on_tick=Supervised(settings, owner_pid=owner),
+            # Yield to the web workers once connected, not before: a start (a restart, a
+            # new replica) is then not held back by the workers booting beside it.
+            on_connected=lambda: os.nice(settings.listener_nice),
+        )
         install_stop_signals(listener)
         listener.listen()

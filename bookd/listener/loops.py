@@ -46,6 +46,7 @@ class BookListener(SqsListener):
         settings: Settings,
         *,
         on_tick: Callable[[BookListener], None] | None = None,
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         # The base __init__ is skipped: it demands AWS_ACCOUNT_ID and builds its client
         # without our endpoint, region or credentials. These are the fields listen() reads.
@@ -53,6 +54,7 @@ class BookListener(SqsListener):
         self._error_queue_name = None  # ours is a FIFO DLQ that gets the original body
         self.settings = settings
         self._on_tick = on_tick
+        self._on_connected = on_connected
         self._stop = threading.Event()
         self._abort = threading.Event()
         self._receivers_done = threading.Event()
@@ -127,6 +129,8 @@ class BookListener(SqsListener):
         # Replaces the base's (see bookd.listener.connect for why).
         self._adapters = connect(self.settings, self.retry, stops=self._connecting_stops)
         if self._adapters is not None:
+            if self._on_connected is not None:
+                self._on_connected()
             self._letters = LetterSummary(
                 self._adapters.dead_letters,
                 watch=self._letter_watch,

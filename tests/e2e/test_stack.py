@@ -40,6 +40,8 @@ def test_four_workers_run_exactly_one_listener_across_reloads_and_recycling(make
     assert status["pid"] == listener
     # ISO times of one zone and format compare as strings.
     assert status["started_at"] <= status["connected_at"]
+    # Connected, it yields the CPU to the web workers (not before: a start is quicker).
+    assert os.getpriority(os.PRIO_PROCESS, listener) == os.getpriority(os.PRIO_PROCESS, 0) + 10
 
     # Given workers recycled every ~10 requests and a HUP reload, when hooks fire in all
     # of them, then the same single listener keeps running.

@@ -74,5 +74,6 @@ def test_small_benchmark_checks_correctness_and_writes_its_report(base_settings,
     assert data["stops"]["idle_seconds"] > 0
     assert data["stops"]["loaded"]["seconds"] > 0
     assert data["stops"]["loaded"]["announced_before_stop"] < data["stops"]["loaded"]["books"]
-    assert "## Stopping" in (tmp_path / "latest.md").read_text()
+    assert 0 < data["stops"]["cold_start"]["seconds"] < 30
+    assert "## Starting and stopping" in (tmp_path / "latest.md").read_text()
     assert data["targets"] is None  # only the full run evaluates them

@@ -25,7 +25,7 @@ def test_targets_cover_every_part_and_report_some_without_judging():
             {"/health": {"p99": 0.05}},
             {"growth_mb": 1.0},
             3.5,
-            {"idle_seconds": 0.8, "loaded": {"seconds": 2.6}},
+            {"idle_seconds": 0.8, "loaded": {"seconds": 2.6}, "cold_start": {"seconds": 2.5}},
         )
     }
 
@@ -42,7 +42,8 @@ def test_targets_cover_every_part_and_report_some_without_judging():
     # Stopping: idle, and while saturated.
     assert targets["idle stop (SIGTERM to gone) <= 2 s"] == (0.8, True)
     assert targets["stop while saturated <= 2 s"] == (2.6, False)
-    assert len(targets) == 13
+    assert targets["stack start to first book announced <= 3 s"] == (2.5, True)
+    assert len(targets) == 14
 
 
 def test_ratios_pair_each_bookd_round_with_its_floor_and_set_two_instances_against_one():
