@@ -6,14 +6,14 @@ No business logic: each method turns a boto3 failure into an AwsFault
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from botocore.handlers import add_expect_header
 
 from bookd.aws.codes import MISSING_CODES, call
 from bookd.core.errors import AwsFault, FaultKind
-from bookd.core.ports import MESSAGE_ID_METADATA
+from bookd.core.ports import MESSAGE_ID_METADATA, StoredVersion
 
 VERSION_SCAN_LIMIT = 20
 """Versions of one key read, newest first, when looking for a redelivered book's copy."""
@@ -116,3 +116,30 @@ class BookStore:
                 detail=f"bucket {bucket} has versioning {status or 'off'}: a second book with "
                 "the same title would replace the first; run `bookd provision`",
             )
+
+    def list_versions(self, bucket: str, *, prefix: str = "") -> Iterator[StoredVersion]:
+        """Every version of every key under ``prefix``, page by page (delete markers left out)."""
+        pages = self.client.get_paginator("list_object_versions").paginate(
+            Bucket=bucket, Prefix=prefix, **self._owner
+        )
+        listing = iter(pages)
+        while True:
+            page = call(
+                "s3", "ListObjectVersions", lambda: next(listing, None), resource=f"bucket {bucket}"
+            )
+            if page is None:
+                return
+            for v in page.get("Versions", []):
+                yield StoredVersion(v["Key"], v["VersionId"], v["LastModified"].timestamp())
+
+    def metadata(self, bucket: str, key: str, version_id: str) -> Mapping[str, str]:
+        """The user metadata of one version (HeadObject)."""
+        head = call(
+            "s3",
+            "HeadObject",
+            lambda: self.client.head_object(
+                Bucket=bucket, Key=key, VersionId=version_id, **self._owner
+            ),
+            resource=f"bucket {bucket}",
+        )
+        return head.get("Metadata", {})

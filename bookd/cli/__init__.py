@@ -2,7 +2,8 @@
 
 - ``service``: ``settings``, ``provision``, ``listen``;
 - ``queues``: ``send``, ``peek``, ``status``;
-- ``dead_letters``: ``dlq list``, ``dlq redrive``.
+- ``dead_letters``: ``dlq list``, ``dlq redrive``;
+- ``replay``: ``replay``.
 
 Every bookd error ends as one line and exit code 1; the exit codes, for scripts, are
 bookd.core.exits' (shown by ``bookd --help`` and the README).
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import click
 
-from bookd.cli import dead_letters, queues, service
+from bookd.cli import dead_letters, queues, replay, service
 from bookd.core.config import Settings, describe
 from bookd.core.errors import BookdError
 from bookd.core.exits import EXIT_CODES
@@ -59,5 +60,6 @@ for _command in (
     queues.peek,
     queues.status,
     dead_letters.dlq,
+    replay.replay,
 ):
     main.add_command(_command)

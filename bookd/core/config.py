@@ -297,6 +297,12 @@ class Settings:
         "lock, listener status and Prometheus multiprocess files",
         shown="var/run",
     )
+    replay_group: str = setting(
+        "BOOKD_REPLAY_GROUP",
+        "bookd-replay",
+        text,
+        "FIFO group of the announcements `bookd replay` sends again, apart from the live ones",
+    )
     prometheus_multiproc_dir: Path | None = setting(
         "PROMETHEUS_MULTIPROC_DIR",
         None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,6 +30,10 @@ MESSAGE_ID_METADATA = "bookd-message-id"
 """S3 metadata naming the input message a stored book came from (Store.find reads it)."""
 BOOK_ID_METADATA = "bookd-book-id"
 """S3 metadata holding the book's id, percent-encoded (bookd.core.books.metadata_value)."""
+GROUP_METADATA = "bookd-group"
+"""S3 metadata holding the input message's FIFO group (printable ASCII already)."""
+SEQUENCE_METADATA = "bookd-sequence-number"
+"""S3 metadata holding the input message's FIFO sequence number."""
 
 
 @dataclass(frozen=True)
@@ -109,21 +113,47 @@ def announcement(
     are the input's, so that a consumer can check a group's order for itself: within a
     group, each announcement's sequence number is greater than the one before.
     """
-    body = {
-        "id": book_id,
-        "file": key,
-        "bucket": bucket,
-        "version_id": version_id,
-        "message_id": message.message_id,
-        "group": message.group_id,
-        "sequence_number": message.sequence_number,
-    }
+    body = announcement_body(
+        book_id=book_id,
+        key=key,
+        bucket=bucket,
+        version_id=version_id,
+        message_id=message.message_id,
+        group=message.group_id,
+        sequence_number=message.sequence_number,
+    )
     return Outgoing(
         ref=message.message_id,
         body=json.dumps(body, ensure_ascii=True),
         group_id=message.group_id,
         dedup_id=message.message_id,
     )
+
+
+def announcement_body(
+    *,
+    book_id: str,
+    key: str,
+    bucket: str,
+    version_id: str,
+    message_id: str,
+    group: str | None,
+    sequence_number: str | None,
+) -> dict[str, object]:
+    """The fields of an announcement (its body as JSON), the first time or a replay."""
+    body: dict[str, object] = {
+        "id": book_id,
+        "file": key,
+        "bucket": bucket,
+        "version_id": version_id,
+        "message_id": message_id,
+    }
+    # Books stored before announcements carried them have neither in their metadata.
+    if group is not None:
+        body["group"] = group
+    if sequence_number is not None:
+        body["sequence_number"] = sequence_number
+    return body
 
 
 @dataclass(frozen=True)
@@ -222,3 +252,25 @@ class WalkedQueue(Protocol):
         ...
 
     def depth(self) -> Depth: ...
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One version of a stored book, as a listing of its bucket shows it."""
+
+    key: str
+    version_id: str
+    stored_at: float
+    """When S3 stored it (LastModified), in seconds since the epoch."""
+
+
+class VersionStore(Protocol):
+    """The stored books' versions, read by hand (``bookd replay``)."""
+
+    def list_versions(self, bucket: str, *, prefix: str = "") -> Iterator[StoredVersion]:
+        """Every version of every key under ``prefix``, delete markers left out."""
+        ...
+
+    def metadata(self, bucket: str, key: str, version_id: str) -> Mapping[str, str]:
+        """The user metadata of one version."""
+        ...

@@ -21,7 +21,13 @@ from typing import Protocol
 
 from bookd.core.books import metadata_value
 from bookd.core.outcomes import Outcomes
-from bookd.core.ports import BOOK_ID_METADATA, MESSAGE_ID_METADATA, Store
+from bookd.core.ports import (
+    BOOK_ID_METADATA,
+    GROUP_METADATA,
+    MESSAGE_ID_METADATA,
+    SEQUENCE_METADATA,
+    Store,
+)
 from bookd.core.reasons import REJECTED_BY_S3, RETRIES_EXHAUSTED
 from bookd.rules.dead_letters import DeadLetters
 from bookd.rules.inflight import Inflight
@@ -82,6 +88,9 @@ class Uploader:
                 metadata={
                     MESSAGE_ID_METADATA: m.message_id,
                     BOOK_ID_METADATA: metadata_value(book.id),
+                    # So that `bookd replay` can announce it again as it was.
+                    GROUP_METADATA: m.group_id,
+                    SEQUENCE_METADATA: m.sequence_number,
                 },
             )
             return version, True

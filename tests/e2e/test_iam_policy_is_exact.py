@@ -17,6 +17,7 @@ pytestmark = pytest.mark.after_all
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_POLICY = ROOT / "deploy" / "iam-policy.json"
 PROVISION_POLICY = ROOT / "deploy" / "iam-provision-policy.json"
+REPLAY_POLICY = ROOT / "deploy" / "iam-replay-policy.json"
 
 RUNTIME_PURPOSES = {"listener", "web", "cli"}
 """What runs in bookd's container under its role. `bookd peek` is a development tool
@@ -97,3 +98,5 @@ def test_the_iam_policies_grant_exactly_what_bookd_called(request, aws_call_log)
     assert provision == granted(PROVISION_POLICY), (
         "deploy/iam-provision-policy.json against `bookd provision`'s calls"
     )
+    replay = used(calls, {"replay"}, provisioning=False)
+    assert replay == granted(REPLAY_POLICY), "deploy/iam-replay-policy.json against `bookd replay`"

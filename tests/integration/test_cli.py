@@ -397,3 +397,31 @@ def test_status_shows_its_values_in_one_column_on_a_terminal(state_settings, que
     assert len(starts) == 1, screen
     assert screen[-1] == "all up"
     assert all(len(line) < 80 for line in screen), "no line fills the terminal's width"
+
+
+def test_replay_announces_stored_books_again_as_they_were_and_once(
+    settings, state_settings, queues, start_listener
+):
+    # Given books stored and announced, whose announcements a consumer took and lost,
+    for n, title in enumerate(["Beta", "Alpha", "Beta"]):
+        queues.send({**BOOK, "id": f"r{n}", "title": title}, group="rg")
+    start_listener()
+    originals = {o["id"]: o for o in queues.outputs(3, timeout=20)}
+    bucket = settings.buckets["scifi"]
+    # when an operator replays the bucket, a dry run first,
+    code, out = bookd(state_settings, "replay", "--bucket", bucket, "--dry-run")
+    assert code == 0 and "would announce 3 books" in out, out
+    assert queues.outputs(1, timeout=2) == [], "a dry run sends nothing"
+    code, out = bookd(state_settings, "replay", "--bucket", bucket)
+    assert code == 0 and "announced 3 books" in out, out
+    # then each is announced again as it was, with "replayed", in key order (a title's
+    # versions oldest first), in a group of its own,
+    got = queues.collect(settings.output_queue, 3, timeout=10)
+    again = [json.loads(m["Body"]) for m in got]
+    assert [a["id"] for a in again] == ["r1", "r0", "r2"]
+    assert all(a == {**originals[a["id"]], "replayed": True} for a in again)
+    assert {m["Attributes"]["MessageGroupId"] for m in got} == {state_settings.replay_group}
+    # and run again within five minutes, it announces nothing twice.
+    code, out = bookd(state_settings, "replay", "--bucket", bucket)
+    assert code == 0 and "announced 3 books" in out
+    assert queues.outputs(1, timeout=3) == []

@@ -13,13 +13,19 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bookd.aws.codes import kind_of
 from bookd.core.errors import AwsFault
-from bookd.core.ports import MAX_MESSAGE_BYTES, MESSAGE_ID_METADATA, Message, Outgoing
+from bookd.core.ports import (
+    MAX_MESSAGE_BYTES,
+    MESSAGE_ID_METADATA,
+    Message,
+    Outgoing,
+    StoredVersion,
+)
 
 DEDUP_WINDOW = 300.0
 
@@ -203,6 +209,19 @@ class MemoryQueue(Faulty):
                 )
         return failed
 
+    def send_batch(
+        self, messages: Sequence[Outgoing]
+    ) -> tuple[dict[str, str], dict[str, AwsFault]]:
+        """send, and the message id each entry taken got (by ref): for one deduplicated,
+        the id of the message it repeats, as SQS answers."""
+        failed = self.send(messages)
+        ids = {}
+        for m in messages:
+            if m.ref not in failed:
+                [*_, kept] = [s for s in self.messages if s.dedup == m.dedup_id]
+                ids[m.ref] = kept.message_id
+        return ids, failed
+
     def bodies(self, group: str | None = None) -> list[str]:
         """Bodies not deleted, in order (of one group, if given)."""
         return [
@@ -285,6 +304,7 @@ class Version:
     version_id: str
     body: bytes
     metadata: dict[str, str] = field(default_factory=dict)
+    stored_at: float = 0.0
 
 
 class MemoryStore(Faulty):
@@ -292,6 +312,8 @@ class MemoryStore(Faulty):
 
     service = "s3"
     _ids = itertools.count(1)
+    _moments = itertools.count(1_700_000_000)
+    """When each version was stored (LastModified), a second after the one before."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -317,7 +339,7 @@ class MemoryStore(Faulty):
 
     def _put(self, bucket: str, key: str, body: bytes, metadata: Mapping[str, str]) -> str:
         self._check("PutObject", key)
-        version = Version(f"v{next(self._ids)}", body, dict(metadata))
+        version = Version(f"v{next(self._ids)}", body, dict(metadata), next(self._moments))
         self.objects.setdefault((bucket, key), []).append(version)
         return version.version_id
 
@@ -333,6 +355,20 @@ class MemoryStore(Faulty):
 
     def versions(self, key: str) -> list[Version]:
         return [v for (_, k), vs in self.objects.items() if k == key for v in vs]
+
+    # --- bookd.core.ports.VersionStore (bookd replay) ---------------------------
+
+    def list_versions(self, bucket: str, *, prefix: str = "") -> Iterator[StoredVersion]:
+        self._check("ListObjectVersions", bucket)
+        for (b, key), versions in sorted(self.objects.items()):
+            if b == bucket and key.startswith(prefix):
+                for v in reversed(versions):  # S3 lists a key's newest version first
+                    yield StoredVersion(key, v.version_id, v.stored_at)
+
+    def metadata(self, bucket: str, key: str, version_id: str) -> Mapping[str, str]:
+        self._check("HeadObject", key)
+        [version] = [v for v in self.objects[bucket, key] if v.version_id == version_id]
+        return version.metadata
 
 
 class Harness:

@@ -1,4 +1,5 @@
-"""The IAM policies: deploy/iam-policy.json (run time) and deploy/iam-provision-policy.json.
+"""The IAM policies: deploy/iam-policy.json (run time), deploy/iam-provision-policy.json and
+deploy/iam-replay-policy.json (operators' `bookd replay`).
 
 parliament (pinned in requirements-dev.txt) lints both, with its community auditors, through its
 Python API: its command line also appends to /tmp/parliament.log on every run. The JSON itself
@@ -26,7 +27,8 @@ DEFAULT_REGION = DEFAULTS.region
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_POLICY = ROOT / "deploy" / "iam-policy.json"
 PROVISION_POLICY = ROOT / "deploy" / "iam-provision-policy.json"
-POLICIES = (RUNTIME_POLICY, PROVISION_POLICY)
+REPLAY_POLICY = ROOT / "deploy" / "iam-replay-policy.json"
+POLICIES = (RUNTIME_POLICY, PROVISION_POLICY, REPLAY_POLICY)
 
 ACCOUNT = "123456789012"
 """The placeholder account in the policies (README: "Running on AWS")."""
@@ -148,4 +150,12 @@ def test_provision_policy_creates_the_three_queues_and_the_buckets():
             ["s3:CreateBucket", "s3:PutBucketVersioning"],
             BUCKET_ARNS,
         ),
+    }
+
+
+def test_replay_policy_reads_versions_and_announces_only():
+    assert grants(REPLAY_POLICY) == {
+        "OutputQueue": (["sqs:GetQueueUrl", "sqs:SendMessage"], [queue_arn(DEFAULT_OUTPUT_QUEUE)]),
+        "Buckets": (["s3:ListBucketVersions"], BUCKET_ARNS),
+        "Books": (["s3:GetObjectVersion"], [f"{arn}/*" for arn in BUCKET_ARNS]),
     }

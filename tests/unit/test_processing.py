@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from bookd.core import books
 from bookd.core.books import from_metadata
 from bookd.core.errors import FaultKind
-from bookd.core.ports import BOOK_ID_METADATA, MAX_MESSAGE_BYTES, MESSAGE_ID_METADATA, Outgoing
+from bookd.core.ports import (
+    BOOK_ID_METADATA,
+    GROUP_METADATA,
+    MAX_MESSAGE_BYTES,
+    MESSAGE_ID_METADATA,
+    SEQUENCE_METADATA,
+    Outgoing,
+)
 from bookd.core.reasons import REJECTED_BY_S3, RETRIES_EXHAUSTED, TOO_MANY_DELIVERIES
 from bookd.rules.dead_letters import fit_to_size
 from tests.unit.memory import Harness
@@ -41,9 +48,14 @@ def test_a_valid_book_is_stored_announced_and_deleted():
     h.run()
     [version] = h.store.versions("b1.json")
     assert version.body.decode() == book("b1", author="A")
-    assert version.metadata == {MESSAGE_ID_METADATA: message_id, BOOK_ID_METADATA: "b1"}
     [announcement] = h.output.letters()
     [received] = [m for m in h.input.messages if m.message_id == message_id]
+    assert version.metadata == {
+        MESSAGE_ID_METADATA: message_id,
+        BOOK_ID_METADATA: "b1",
+        GROUP_METADATA: "g",
+        SEQUENCE_METADATA: received.sequence,
+    }, "all an announcement needs to be made again (bookd replay)"
     assert json.loads(announcement.body) == {
         "id": "b1",
         "file": "b1.json",
