@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import baseline, floor
 from bench.probes import percentile
@@ -200,6 +201,7 @@ def bookd_consumer(
         return {
             "listener_pids_at_end": listeners,
             "listener_restarted": listeners != [pid],
+            "aws_calls": aws_calls(stack),
             "shutdown_seconds": stack.terminate(),
             "log_problems": log_problems(stack.tmp / "stack.log"),
         }
@@ -251,6 +253,27 @@ def bookd_consumer(
     finally:
         for stack in stacks:
             stack.cleanup()
+
+
+def aws_calls(stack: Stack) -> dict[str, float]:
+    """S3 and SQS calls by operation, from the stack's /metrics, read with prometheus-client's
+    own parser (the listener's calls, and the web side's, which the bench barely asks)."""
+    calls: dict[str, float] = {}
+    for family in text_string_to_metric_families(stack.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "bookd_aws_request_duration_seconds_count":
+                operation = sample.labels["operation"]
+                calls[operation] = calls.get(operation, 0.0) + sample.value
+    return calls
+
+
+def calls_per_book(run: Run) -> float | None:
+    """All of a bookd run's S3 and SQS calls per book (summed over its instances)."""
+    extra = run.extra
+    found = [i.get("aws_calls") for i in extra.get("instances", [extra])]
+    if not run.books or not all(found):
+        return None
+    return sum(sum(calls.values()) for calls in found if calls) / run.books
 
 
 def settle(pids: Sequence[int], *, quiet: float = 0.5, timeout: float = 15.0) -> None:

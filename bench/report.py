@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench.contenders import Run  # noqa: E402
+from bench.contenders import Run, calls_per_book  # noqa: E402
 
 CONTENDERS = ("baseline", "bookd", "floor", "ceiling", "bookd x2")
 """Every contender, in the order the tables and the chart show them."""
@@ -157,8 +157,8 @@ def table(runs: list[Run]) -> str:
     lines = [
         "| mode | contender | round | books | seconds | msg/s | steady msg/s | start-up s "
         "| latency p50 s | latency p99 s | CPU ms/book: consumer | CPU ms/book: LocalStack "
-        "| correct |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| AWS calls/book | correct |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in runs:
         cpu = r.cpu_ms_per_book
@@ -166,7 +166,8 @@ def table(runs: list[Run]) -> str:
             f"| {r.mode} | {r.contender} | {r.round} | {r.books} | {_num(r.seconds)} "
             f"| {_num(r.rate, 1)} | {_num(r.steady_rate, 1)} | {_num(r.startup_seconds)} "
             f"| {_num(r.latency_p50)} | {_num(r.latency_p99)} | {_num(cpu.get('consumer'))} "
-            f"| {_num(cpu.get('localstack'))} | {'yes' if r.passed else 'NO'} |"
+            f"| {_num(cpu.get('localstack'))} | {_num(calls_per_book(r))} "
+            f"| {'yes' if r.passed else 'NO'} |"
         )
     return "\n".join(lines)
 

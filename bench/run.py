@@ -494,6 +494,11 @@ def notes(plan: Plan) -> list[str]:
         "(a receive's books at once), one SendMessageBatch of each group's announcements in "
         "order (bookd's body and deduplication id), one DeleteMessageBatch; no validation, "
         "retries, heartbeat, metrics or logs. bookd/floor is what bookd's own work costs it.",
+        "AWS calls/book: every S3 and SQS call of bookd's stack (its /metrics: the listener's, "
+        "its start, the queue gauges and heartbeats, and the few of the web side the bench's "
+        "status reads cost) over the books. The floor, with full batches: 1.3, one PutObject "
+        "and a tenth each of a ReceiveMessage, a SendMessageBatch and a DeleteMessageBatch; "
+        "groups of fewer than ten books in a receive, and idle long polls, add to it.",
         "CPU ms/book: the consumer process's (the listener, summed over instances; the "
         "baseline; the floor; or the ceiling's client threads), from its start, and, when it "
         "runs on this host, LocalStack's, over the run (LocalStack's includes the bench's "

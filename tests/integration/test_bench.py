@@ -70,6 +70,11 @@ def test_small_benchmark_checks_correctness_and_writes_its_report(base_settings,
     assert "Listener CPU per book, local" in (tmp_path / "latest.md").read_text()
     assert data["memory"]["last_mb"] > 0
     assert data["http"]["/health"]["requests"] > 0
+    # Every bookd run says what its books cost in AWS calls: at least one PutObject each.
+    for run in data["runs"]:
+        if run["contender"] == "bookd" and not run["problems"]:
+            assert run["extra"]["aws_calls"]["PutObject"] >= run["books"], run
+    assert "AWS calls/book" in (tmp_path / "latest.md").read_text()
     # Stopping: each bookd run's stack once its queue emptied, and one in full flow.
     assert data["stops"]["idle_seconds"] > 0
     assert data["stops"]["loaded"]["seconds"] > 0
