@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from bench.contenders import Run, calls_per_book  # noqa: E402
 
-CONTENDERS = ("baseline", "bookd", "floor", "ceiling", "bookd x2")
+CONTENDERS = ("baseline", "bookd", "floor", "ceiling", "bookd x2", "bookd x4")
 """Every contender, in the order the tables and the chart show them."""
 
 PREVIOUS_LISTENER_CPU_MS = 4.0
@@ -60,6 +60,7 @@ def ratios(runs: list[Run], modes: list[str]) -> dict[str, dict[str, Any]]:
         bookd_rate = median_rate(bookd)
         baseline = median_rate(find_all(runs, "baseline", mode))
         two = median_rate(find_all(runs, "bookd x2", mode))
+        four = median_rate(find_all(runs, "bookd x4", mode))
         entry: dict[str, Any] = {
             "bookd/baseline": bookd_rate / baseline if bookd_rate and baseline else None,
         }
@@ -69,7 +70,33 @@ def ratios(runs: list[Run], modes: list[str]) -> dict[str, dict[str, Any]]:
             entry[f"bookd/{other}"] = statistics.median(by_round) if by_round else None
             entry[f"bookd/{other} by round"] = by_round
         entry["two/one instance"] = two / bookd_rate if two and bookd_rate else None
+        entry["four/one instance"] = four / bookd_rate if four and bookd_rate else None
+        entry["bookd by round"] = [r.rate for r in bookd]
         out[mode] = entry
+    return out
+
+
+def steady(runs: list[Run]) -> dict[str, dict[str, Any]]:
+    """The steady loads' latencies by load (light, half) and contender, with bookd's over the
+    floor's (p50 and p99)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        if "-steady-" not in r.mode:
+            continue
+        load = out.setdefault(r.mode.rsplit("-", 1)[-1], {"rate": r.extra.get("offered_rate")})
+        load[r.contender] = {
+            "p50": r.latency_p50,
+            "p99": r.latency_p99,
+            "announced": r.extra.get("announced"),
+            "books": r.books,
+            "passed": r.passed,
+        }
+    for load in out.values():
+        bookd, floor = load.get("bookd") or {}, load.get("floor") or {}
+        for q in ("p50", "p99"):
+            mine, theirs = bookd.get(q), floor.get(q)
+            ok = bookd.get("passed") and floor.get("passed")
+            load[f"bookd/floor {q}"] = mine / theirs if ok and mine and theirs else None
     return out
 
 
@@ -86,10 +113,12 @@ def evaluate_targets(
     memory: dict[str, Any],
     listener_cpu_ms: float | None,
     stopping: dict[str, Any] | None = None,
+    steady_loads: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The targets of issues 4, 10 and 17, each with its measured value and PASS or FAIL
     (``passed`` None: reported only, no target)."""
     stopping = stopping or {}
+    light, half = (steady_loads or {}).get("light", {}), (steady_loads or {}).get("half", {})
     loaded_stop = (stopping.get("loaded") or {}).get("seconds")
     cold_start = (stopping.get("cold_start") or {}).get("seconds")
     local, delayed = ratios.get(modes.local, {}), ratios.get(modes.delayed, {})
@@ -119,6 +148,18 @@ def evaluate_targets(
             lambda v: v >= 1.8,
             "x",
         ),
+        (
+            "200 ms, network-bound: four instances >= 3.5x one",
+            scale_out.get("four/one instance"),
+            lambda v: v >= 3.5,
+            "x",
+        ),
+        (
+            "20 ms, one group: >= 100 msg/s in every round (the slowest)",
+            min(one_group.get("bookd by round") or [0]) or None,
+            lambda v: v >= 100,
+            "msg/s",
+        ),
         ("20 ms bookd >= 90% of call floor", delayed.get("bookd/floor"), lambda v: v >= 0.9, "x"),
         ("local bookd / call floor (reported)", local.get("bookd/floor"), None, "x"),
         (
@@ -132,6 +173,18 @@ def evaluate_targets(
         ("idle stop (SIGTERM to gone) <= 2 s", stopping.get("idle_seconds"), lambda v: v <= 2, "s"),
         ("stop while saturated <= 2 s", loaded_stop, lambda v: v <= 2, "s"),
         ("stack start to first book announced <= 3 s", cold_start, lambda v: v <= 3, "s"),
+        (
+            "20 ms, light load (10 books/s): bookd p50 <= 1.3x the floor's",
+            light.get("bookd/floor p50"),
+            lambda v: v <= 1.3,
+            "x",
+        ),
+        (
+            "20 ms, half of capacity: bookd p99 <= 2.5x the floor's",
+            half.get("bookd/floor p99"),
+            lambda v: v <= 2.5,
+            "x",
+        ),
     ]
     return [
         {
@@ -179,15 +232,18 @@ def markdown(result: dict[str, Any], runs: list[Run]) -> str:
         "## Ratios",
         "",
         "| mode | bookd/baseline | bookd/floor (median) | bookd/floor by round "
-        "| bookd/ceiling (median) | bookd/ceiling by round | two/one instance |",
-        "|---|---:|---:|---|---:|---|---:|",
+        "| bookd/ceiling (median) | bookd/ceiling by round | two/one instance "
+        "| four/one instance | bookd msg/s by round |",
+        "|---|---:|---:|---|---:|---|---:|---:|---|",
     ]
     for mode, r in result["ratios"].items():
         floors = ", ".join(_num(v) for v in r["bookd/floor by round"]) or "-"
         ceilings = ", ".join(_num(v) for v in r["bookd/ceiling by round"]) or "-"
         parts.append(
             f"| {mode} | {_num(r['bookd/baseline'])} | {_num(r['bookd/floor'])} | {floors} "
-            f"| {_num(r['bookd/ceiling'])} | {ceilings} | {_num(r['two/one instance'])} |"
+            f"| {_num(r['bookd/ceiling'])} | {ceilings} | {_num(r['two/one instance'])} "
+            f"| {_num(r['four/one instance'])} "
+            f"| {', '.join(_num(v, 1) for v in r['bookd by round']) or '-'} |"
         )
     parts += [
         "",
@@ -235,6 +291,25 @@ def markdown(result: dict[str, Any], runs: list[Run]) -> str:
         f"{memory.get('first_at')} messages, {_num(memory.get('last_mb'), 1)} MB after "
         f"{memory.get('last_at')}; growth {_num(memory.get('growth_mb'), 1)} MB"
     )
+    parts += ["", "## Latency at a steady load (20 ms a request)", ""]
+    parts.append(
+        "From a book's send to its announcement, books sent one by one at a steady rate "
+        "(bench/latency.py):"
+    )
+    parts.append("")
+    for label, load in (result.get("steady") or {}).items():
+        parts.append(f"- {label}, {_num(load.get('rate'), 1)} books/s:")
+        for name in ("baseline", "floor", "bookd"):
+            r = load.get(name) or {}
+            parts.append(
+                f"  - {name}: p50 {_num(r.get('p50'), 3)} s, p99 {_num(r.get('p99'), 3)} s "
+                f"({r.get('announced')} of {r.get('books')} announced within a minute of the "
+                "last send)"
+            )
+        parts.append(
+            f"  - bookd over the floor: p50 {_num(load.get('bookd/floor p50'))}x, "
+            f"p99 {_num(load.get('bookd/floor p99'))}x"
+        )
     stopping = result.get("stops") or {}
     loaded = stopping.get("loaded") or {}
     parts += ["", "## Starting and stopping", ""]
@@ -275,6 +350,7 @@ COLORS = {
     "floor": "#ff7f0e",
     "ceiling": "#2ca02c",
     "bookd x2": "#17becf",
+    "bookd x4": "#9467bd",
 }
 
 

@@ -8,7 +8,7 @@ and buckets with generated books:
   (only the calls bookd must make) and the PutObject ceiling (Plan.rounds);
 - 20 ms, every book in one FIFO group: the baseline and bookd;
 - 200 ms, 50 groups, a few receive loops per instance (the network bounds each
-  one): one bookd instance, then two complete instances on the same queues;
+  one): one bookd instance, then two and four complete instances on the same queues;
 - one bookd-only run for the listener's memory, with the HTTP load while it is
   saturated.
 
@@ -37,7 +37,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench import lifecycle, report
+from bench import latency, lifecycle, report
 from bench.contenders import (
     ROOT,
     Run,
@@ -74,6 +74,8 @@ class Plan:
     """Seconds added to every request in the scale-out runs: the network bounds each instance."""
     scale_out_receivers: int = 4
     """BOOKD_RECEIVERS of each instance in the scale-out runs, whatever --env says."""
+    scale_out_instances: tuple[int, ...] = (1, 2, 4)
+    """The scale-out curve: this many complete instances on the same queues, in turn."""
     memory_marks: tuple[int, int] = (1000, 10_000)
     """Messages after which the listener's RSS is read; the second is the run's size."""
     http_clients: int = 50
@@ -81,12 +83,19 @@ class Plan:
     """Requests per client, for each of /health and GET /."""
     http_interval: float = 0.5
     """Seconds between one client's requests: 50 health checkers polling twice a second."""
+    light_rate: float = 10.0
+    """Books a second of the light steady load (over ``light_groups``), at 20 ms."""
+    light_groups: int = 10
+    paced_seconds: float = 20.0
+    """How long each steady load is offered; the other is half of bookd's capacity at 20 ms
+    (its median rate over 50 groups), over ``groups``."""
     loaded_stop_books: int = 2000
     """Books of the stop while saturated (local): enough to be in full flow when it comes."""
     threads: tuple[int, ...] = (1, 4, 16)
-    rounds: int = 3
-    """Rounds of bookd, the call floor and the ceiling, locally and at 20 ms; a ratio to
-    the floor or the ceiling is the median of the rounds' ratios.
+    rounds: int = 5
+    """Rounds of bookd, the call floor and the ceiling, locally and at 20 ms (and of bookd
+    in one group); a ratio to the floor or the ceiling is the median of the rounds' ratios,
+    so that one noisy round cannot flip a target.
 
     The machine's speed drifts by a quarter within minutes (the ceiling alone measured
     214 to 316 puts/s across runs), so each bookd run is set against a floor and a
@@ -114,6 +123,8 @@ SMALL = Plan(
     memory_marks=(200, 400),
     http_requests=4,
     rounds=2,
+    scale_out_instances=(1, 2),
+    paced_seconds=4.0,
     evaluate_targets=False,
 )
 
@@ -329,14 +340,25 @@ def run_all(
             )
         # Every book in one FIFO group: one receive's books at a time, whoever consumes.
         one_group = make_workload(plan.one_group_books, 1)
-        for run in (baseline_run, bookd_run):
-            kwargs = {"env": bookd_env} if run is bookd_run else {}
+        runs.append(baseline_run(modes.one_group, base, one_group, endpoint=delayed.url, work=work))
+        for n in range(1, plan.rounds + 1):
             runs.append(
-                run(modes.one_group, base, one_group, endpoint=delayed.url, work=work, **kwargs)
+                bookd_run(
+                    modes.one_group,
+                    base,
+                    one_group,
+                    endpoint=delayed.url,
+                    work=work,
+                    env=bookd_env,
+                    n=n,
+                )
             )
-        # Scale-out: the same books for one instance, then two; the network bounds each.
+        runs += steady_loads(
+            plan, base, runs, modes, endpoint=delayed.url, work=work, env=bookd_env
+        )
+        # Scale-out: the same books for one instance, then more; the network bounds each.
         wide = make_workload(plan.scale_out_books, plan.groups)
-        for instances in (1, 2):
+        for instances in plan.scale_out_instances:
             runs.append(
                 bookd_run(
                     modes.scale_out,
@@ -372,6 +394,56 @@ def run_all(
         )
     )
     return runs, modes, probe
+
+
+def steady_loads(
+    plan: Plan,
+    base: Settings,
+    runs: list[Run],
+    modes: report.Modes,
+    *,
+    endpoint: str,
+    work: Path,
+    env: dict[str, str],
+) -> list[Run]:
+    """Latency at two steady loads at 20 ms, bookd beside the floor and the baseline: light,
+    and half of bookd's capacity (its median rate over 50 groups, just measured)."""
+    capacity = report.median_rate(report.find_all(runs, "bookd", modes.delayed))
+    loads = [("light", plan.light_rate, plan.light_groups)]
+    if capacity:
+        loads.append(("half", capacity / 2, plan.groups))
+    found = []
+    for label, rate, groups in loads:
+        mode = f"{modes.delayed}-steady-{label}"
+        starts: list[tuple[str, Callable[[Settings], Any]]] = [
+            ("baseline", lambda s, m=mode: baseline_consumer(s, work / f"{m}-baseline")),
+            ("floor", lambda s, m=mode: floor_consumer(s, work / f"{m}-floor", env)),
+            ("bookd", lambda s, m=mode: bookd_consumer(s, work / f"{m}-bookd", env)),
+        ]
+        for name, start in starts:
+            count = max(1, round(rate * plan.paced_seconds))
+            found.append(
+                attempt(
+                    name,
+                    mode,
+                    count,
+                    groups,
+                    lambda name=name, start=start, rate=rate, groups=groups, mode=mode: (
+                        latency.paced_run(
+                            name,
+                            mode,
+                            base,
+                            endpoint=endpoint,
+                            start=start,
+                            rate=rate,
+                            seconds=plan.paced_seconds,
+                            groups=groups,
+                            keeps_up=name != "baseline",
+                        )
+                    ),
+                )
+            )
+    return found
 
 
 def measure_cold_start(base: Settings, work: Path, bookd_env: dict[str, str]) -> dict[str, Any]:
@@ -445,8 +517,11 @@ def main(argv: list[str] | None = None) -> int:
             "http_max_rate": probe.http_max,
             "memory": probe.memory,
             "stops": stopping,
+            "steady": report.steady(runs),
             "targets": (
-                report.evaluate_targets(ratios, modes, probe.http, probe.memory, cost, stopping)
+                report.evaluate_targets(
+                    ratios, modes, probe.http, probe.memory, cost, stopping, report.steady(runs)
+                )
                 if plan.evaluate_targets
                 else None
             ),

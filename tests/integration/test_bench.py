@@ -33,7 +33,7 @@ def test_small_benchmark_checks_correctness_and_writes_its_report(base_settings,
         assert (tmp_path / name).stat().st_size > 0, name
     data = json.loads((tmp_path / "latest.json").read_text())
     assert data["correctness"] == {"passed": True, "problems": []}
-    assert data["contenders"] == ["baseline", "bookd", "floor", "ceiling", "bookd x2"]
+    assert data["contenders"] == ["baseline", "bookd", "floor", "ceiling", "bookd x2", "bookd x4"]
     local, delayed, one_group, scale_out = data["modes"]
     assert data["modes"] == ["local", "20ms", "20ms-one-group", "200ms-scale-out"]
     ran = {(r["mode"], r["contender"], r["round"]) for r in data["runs"] if not r["problems"]}
@@ -46,7 +46,8 @@ def test_small_benchmark_checks_correctness_and_writes_its_report(base_settings,
         assert len(data["ratios"][mode]["bookd/floor by round"]) == 2
         assert len(data["ratios"][mode]["bookd/ceiling by round"]) == 2
     # One group at 20 ms: the baseline and bookd, on books all in one FIFO group.
-    assert {(one_group, "baseline", 1), (one_group, "bookd", 1)} <= ran
+    assert {(one_group, "baseline", 1), (one_group, "bookd", 1), (one_group, "bookd", 2)} <= ran
+    assert len(data["ratios"][one_group]["bookd by round"]) == 2
     assert {r["groups"] for r in data["runs"] if r["mode"] == one_group} == {1}
     assert data["ratios"][one_group]["bookd/baseline"] > 0
     # Scale-out: one instance, then two on the same queues, each with the receive loops
@@ -60,6 +61,8 @@ def test_small_benchmark_checks_correctness_and_writes_its_report(base_settings,
     assert data["ratios"][scale_out]["two/one instance"] > 0
     # Queue contenders are timed from when they were ready, and their start-up is shown.
     for run in data["runs"]:
+        if "-steady-" in run["mode"]:
+            continue  # paced: timed by each book's latency, not by a start and an end
         assert run["cpu_ms_per_book"]["consumer"] > 0, run
         if run["contender"] != "ceiling":
             assert 0 < run["startup_seconds"] < 30, run
@@ -70,6 +73,13 @@ def test_small_benchmark_checks_correctness_and_writes_its_report(base_settings,
     assert "Listener CPU per book, local" in (tmp_path / "latest.md").read_text()
     assert data["memory"]["last_mb"] > 0
     assert data["http"]["/health"]["requests"] > 0
+    # Latency at two steady loads, bookd beside the floor and the baseline.
+    for load in ("light", "half"):
+        steady = data["steady"][load]
+        assert steady["bookd"]["passed"] and steady["floor"]["passed"], steady
+        assert 0 < steady["bookd"]["p50"] <= steady["bookd"]["p99"] < 30
+        assert steady["bookd/floor p50"] > 0
+    assert "## Latency at a steady load" in (tmp_path / "latest.md").read_text()
     # Every bookd run says what its books cost in AWS calls: at least one PutObject each.
     for run in data["runs"]:
         if run["contender"] == "bookd" and not run["problems"]:

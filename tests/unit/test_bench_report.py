@@ -12,8 +12,8 @@ def test_targets_cover_every_part_and_report_some_without_judging():
     ratios = {
         "local": {"bookd/baseline": 3.0, "bookd/ceiling": 0.7, "bookd/floor": 0.8},
         "20ms": {"bookd/baseline": 21.0, "bookd/floor": 0.95},
-        "20ms-one-group": {"bookd/baseline": 9.0},
-        "200ms-scale-out": {"two/one instance": 1.9},
+        "20ms-one-group": {"bookd/baseline": 9.0, "bookd by round": [104.0, 98.5, 110.0]},
+        "200ms-scale-out": {"two/one instance": 1.9, "four/one instance": 3.6},
     }
 
     # when the targets are evaluated,
@@ -26,6 +26,7 @@ def test_targets_cover_every_part_and_report_some_without_judging():
             {"growth_mb": 1.0},
             3.5,
             {"idle_seconds": 0.8, "loaded": {"seconds": 2.6}, "cold_start": {"seconds": 2.5}},
+            {"light": {"bookd/floor p50": 1.2}, "half": {"bookd/floor p99": 2.7}},
         )
     }
 
@@ -43,7 +44,13 @@ def test_targets_cover_every_part_and_report_some_without_judging():
     assert targets["idle stop (SIGTERM to gone) <= 2 s"] == (0.8, True)
     assert targets["stop while saturated <= 2 s"] == (2.6, False)
     assert targets["stack start to first book announced <= 3 s"] == (2.5, True)
-    assert len(targets) == 14
+    # The steadier instrument: one group judged on its slowest round; four instances.
+    assert targets["20 ms, one group: >= 100 msg/s in every round (the slowest)"] == (98.5, False)
+    assert targets["200 ms, network-bound: four instances >= 3.5x one"] == (3.6, True)
+    # Latency at steady loads, against the floor's at the same load.
+    assert targets["20 ms, light load (10 books/s): bookd p50 <= 1.3x the floor's"] == (1.2, True)
+    assert targets["20 ms, half of capacity: bookd p99 <= 2.5x the floor's"] == (2.7, False)
+    assert len(targets) == 18
 
 
 def test_ratios_pair_each_bookd_round_with_its_floor_and_set_two_instances_against_one():
