@@ -13,6 +13,10 @@ import requests
 
 from harness.procfs import rss_mb
 
+THINK = 0.05
+"""Seconds each client waits after an answer before its next request, in the third load."""
+THINK_PATHS = ("/health", "/", "/metrics")
+
 
 def percentile(values: list[float], q: float) -> float:
     """The nearest-rank ``q`` percentile (0-100) of ``values``; 0 for no values."""
@@ -23,15 +27,21 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def http_latency(
-    url: str, *, clients: int, requests_each: int, interval: float | None = None
+    url: str,
+    *,
+    clients: int,
+    requests_each: int,
+    interval: float | None = None,
+    think: float = 0.0,
 ) -> dict[str, Any]:
     """GET ``url`` from ``clients`` threads at once, ``requests_each`` times each.
 
     Each client keeps one connection, as a load balancer's health checker would.
     With ``interval``, each client sends one request per interval (health checkers
     poll), and latency counts from when a request was due, so a server that falls
-    behind pays for it; without, each sends the next as soon as one is answered.
-    Returns p50/p99 seconds and the status codes seen.
+    behind pays for it; without, each sends the next ``think`` seconds after one is
+    answered (a person's or a dashboard's pace; 0: at once). Returns p50/p99 seconds
+    and the status codes seen.
     """
     seconds: list[float] = []
     later: list[float] = []
@@ -56,6 +66,8 @@ def http_latency(
         with requests.Session() as session:
             ready.wait()
             for n in range(requests_each):
+                if think and n:
+                    time.sleep(think)
                 began = time.perf_counter()
                 if interval:
                     due = start + offset + n * interval
@@ -84,6 +96,7 @@ def http_latency(
     return {
         "requests": len(seconds),
         "interval": interval,
+        "think": think,
         "p50": percentile(seconds, 50),
         "p99": percentile(seconds, 99),
         # Without each client's first request: those meet each worker's first check,
@@ -120,6 +133,8 @@ class SaturationProbe:
         self.http_requests = http_requests
         self.http_interval = http_interval
         self.http_max: dict[str, Any] = {}
+        self.http_think: dict[str, Any] = {}
+        """Each client's next request THINK seconds after its last answer, on every route."""
         self.http: dict[str, Any] = {}
         self.http_idle: dict[str, Any] = {}
         self.memory: dict[str, Any] = {}
@@ -131,6 +146,7 @@ class SaturationProbe:
             self.memory.update(first_at=done, first_mb=self._rss(stack))
             self.http.update(self._load(stack, self.http_interval))
             self.http_max.update(self._load(stack, None))
+            self.http_think.update(self._load(stack, None, think=THINK, paths=THINK_PATHS))
             self.http["backlog_after"] = stack.status()["queue"].get("visible")
         if finished:
             if "first_mb" not in self.memory:
@@ -140,15 +156,23 @@ class SaturationProbe:
             self.memory["growth_mb"] = self.memory["last_mb"] - self.memory["first_mb"]
             self.http_idle.update(self._load(stack, self.http_interval))
 
-    def _load(self, stack: Any, interval: float | None) -> dict[str, Any]:
+    def _load(
+        self,
+        stack: Any,
+        interval: float | None,
+        *,
+        think: float = 0.0,
+        paths: tuple[str, ...] = ("/health", "/"),
+    ) -> dict[str, Any]:
         return {
             path: http_latency(
                 stack.url + path,
                 clients=self.http_clients,
                 requests_each=self.http_requests,
                 interval=interval,
+                think=think,
             )
-            for path in ("/health", "/")
+            for path in paths
         }
 
     @staticmethod

@@ -114,6 +114,7 @@ def evaluate_targets(
     listener_cpu_ms: float | None,
     stopping: dict[str, Any] | None = None,
     steady_loads: dict[str, dict[str, Any]] | None = None,
+    http_think: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The targets of issues 4, 10 and 17, each with its measured value and PASS or FAIL
     (``passed`` None: reported only, no target)."""
@@ -185,6 +186,15 @@ def evaluate_targets(
             lambda v: v <= 2.5,
             "x",
         ),
+        *[
+            (
+                f"GET {path} p99 < 100 ms, 50 clients 50 ms apart, saturated",
+                (http_think or {}).get(path, {}).get("p99"),
+                lambda v: v < 0.1,
+                "s",
+            )
+            for path in ("/health", "/", "/metrics")
+        ],
     ]
     return [
         {
@@ -274,6 +284,12 @@ def markdown(result: dict[str, Any], runs: list[Run]) -> str:
                     f"{slow['request_index']} of its client, left the bench "
                     f"{slow['left_late'] * 1000:.1f} ms late, served by {slow['served_by']}"
                 )
+    for path, h in (result.get("http_think") or {}).items():
+        parts.append(
+            f"- each client's next request {h['think'] * 1000:.0f} ms after its last answer, "
+            f"`GET {path}`: p50 {h['p50'] * 1000:.1f} ms, p99 {h['p99'] * 1000:.1f} ms, "
+            f"status codes {h['codes']}"
+        )
     for path, h in result["http_max_rate"].items():
         parts.append(
             f"- at the highest rate the 50 clients can drive (each sends again once answered), "

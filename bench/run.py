@@ -515,12 +515,20 @@ def main(argv: list[str] | None = None) -> int:
             "http": probe.http,
             "http_idle": probe.http_idle,
             "http_max_rate": probe.http_max,
+            "http_think": probe.http_think,
             "memory": probe.memory,
             "stops": stopping,
             "steady": report.steady(runs),
             "targets": (
                 report.evaluate_targets(
-                    ratios, modes, probe.http, probe.memory, cost, stopping, report.steady(runs)
+                    ratios,
+                    modes,
+                    probe.http,
+                    probe.memory,
+                    cost,
+                    stopping,
+                    report.steady(runs),
+                    probe.http_think,
                 )
                 if plan.evaluate_targets
                 else None

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import threading
+import time
 from dataclasses import dataclass, field
 
 from prometheus_client import (
@@ -20,6 +22,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Metric,
     generate_latest,
     multiprocess,
 )
@@ -149,19 +152,51 @@ def version() -> str:
         return "unknown"
 
 
-def _registry(settings: Settings) -> CollectorRegistry:
-    # prometheus_client chose its value class from the same variable at import.
-    if settings.prometheus_multiproc_dir is None:
-        return REGISTRY
-    # A fresh registry per read: the collector reads the files as they are now.
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(settings.prometheus_multiproc_dir))
-    return registry
+READ_SECONDS = 1.0
+"""How long one process reuses a read of every process's metric files.
+
+Reading them (prometheus-client's MultiProcessCollector: every file of every process,
+dead ones' counters included) is what /metrics, GET / and the console cost; under 50
+clients a second apart it queued requests for hundreds of milliseconds. A second old
+at most is fresh enough for a scrape every few seconds and for a person."""
+
+
+class _Recent:
+    """The last read of every process's metrics, reused for READ_SECONDS (per process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._read: tuple[float, list[Metric]] | None = None
+
+    def collect(self, settings: Settings) -> list[Metric]:
+        if settings.prometheus_multiproc_dir is None:
+            return list(REGISTRY.collect())  # this process's own: nothing to read
+        with self._lock:  # one read at a time; whoever waited takes the fresh one
+            now = time.monotonic()
+            if self._read is None or now - self._read[0] > READ_SECONDS:
+                registry = CollectorRegistry()
+                path = str(settings.prometheus_multiproc_dir)
+                multiprocess.MultiProcessCollector(registry, path=path)
+                self._read = (now, list(registry.collect()))
+            return self._read[1]
+
+
+_recent = _Recent()
+
+
+class _Families:
+    """What generate_latest takes: an object whose collect() gives the families."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
 
 
 def render(settings: Settings) -> bytes:
-    """The text exposition of every process's metrics."""
-    return generate_latest(_registry(settings))
+    """The text exposition of every process's metrics (read at most READ_SECONDS ago)."""
+    return generate_latest(_Families(_recent.collect(settings)))  # type: ignore[arg-type]
 
 
 def mark_dead(settings: Settings, pid: int) -> None:
@@ -195,7 +230,7 @@ def counts(settings: Settings) -> Counts:
     totals = dict.fromkeys(_TOTALS.values(), 0.0)
     buckets: dict[float, float] = {}
     calls: dict[str, float] = {}
-    for family in _registry(settings).collect():
+    for family in _recent.collect(settings):
         for sample in family.samples:
             if sample.name in _TOTALS:
                 totals[_TOTALS[sample.name]] += sample.value

@@ -73,6 +73,11 @@ def test_small_benchmark_checks_correctness_and_writes_its_report(base_settings,
     assert "Listener CPU per book, local" in (tmp_path / "latest.md").read_text()
     assert data["memory"]["last_mb"] > 0
     assert data["http"]["/health"]["requests"] > 0
+    assert {p: h["requests"] > 0 for p, h in data["http_think"].items()} == {
+        "/health": True,
+        "/": True,
+        "/metrics": True,
+    }
     # Latency at two steady loads, bookd beside the floor and the baseline.
     for load in ("light", "half"):
         steady = data["steady"][load]

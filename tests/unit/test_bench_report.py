@@ -27,6 +27,7 @@ def test_targets_cover_every_part_and_report_some_without_judging():
             3.5,
             {"idle_seconds": 0.8, "loaded": {"seconds": 2.6}, "cold_start": {"seconds": 2.5}},
             {"light": {"bookd/floor p50": 1.2}, "half": {"bookd/floor p99": 2.7}},
+            {"/health": {"p99": 0.04}, "/": {"p99": 0.12}, "/metrics": {"p99": 0.09}},
         )
     }
 
@@ -50,7 +51,10 @@ def test_targets_cover_every_part_and_report_some_without_judging():
     # Latency at steady loads, against the floor's at the same load.
     assert targets["20 ms, light load (10 books/s): bookd p50 <= 1.3x the floor's"] == (1.2, True)
     assert targets["20 ms, half of capacity: bookd p99 <= 2.5x the floor's"] == (2.7, False)
-    assert len(targets) == 18
+    # The API while the listener is busy: each route against 100 ms.
+    assert targets["GET / p99 < 100 ms, 50 clients 50 ms apart, saturated"] == (0.12, False)
+    assert targets["GET /metrics p99 < 100 ms, 50 clients 50 ms apart, saturated"] == (0.09, True)
+    assert len(targets) == 21
 
 
 def test_ratios_pair_each_bookd_round_with_its_floor_and_set_two_instances_against_one():
