@@ -129,17 +129,23 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _decode(body: str) -> dict[str, Any]:
+def strict_json(body: str) -> Any:
+    """The JSON value ``body`` holds, read strictly (no BOM, NaN, Infinity or duplicate
+    keys); InvalidBook(invalid-json) otherwise. Its depth is the caller's to judge."""
     if body.startswith(BOM):
         raise InvalidBook(
             INVALID_JSON, "body starts with a byte-order mark (U+FEFF); send plain JSON"
         )
     try:
-        data = json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except RecursionError:
         raise InvalidBook(INVALID_JSON, f"body nests deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError, and Python's limit on huge integers
         raise InvalidBook(INVALID_JSON, f"body is not JSON ({exc})") from None
+
+
+def _decode(body: str) -> dict[str, Any]:
+    data = strict_json(body)
     if not isinstance(data, dict):
         raise InvalidBook(NOT_AN_OBJECT, f"body is a JSON {type(data).__name__}, not an object")
     if _depth(data) > MAX_DEPTH:

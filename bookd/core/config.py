@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,27 @@ def buckets(raw: str) -> dict[str, str]:
     return result
 
 
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def bucket_names(raw: str) -> tuple[str, ...]:
+    """Comma-separated S3 bucket names, each once, in the order given."""
+    names = tuple(dict.fromkeys(filter(None, (n.strip() for n in raw.split(",")))))
+    for name in names:
+        if not _BUCKET_NAME.fullmatch(name):
+            raise ValueError(f"entry {name!r} is not an S3 bucket name (3-63 of a-z 0-9 . -)")
+    return names
+
+
+def boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("is not true or false")
+
+
 def endpoint(raw: str) -> str | None:
     value = raw.strip().rstrip("/")
     if value and urlsplit(value).scheme not in ("http", "https"):
@@ -176,6 +198,36 @@ class Settings:
         None,
         account_id,
         "AWS account that must own the buckets (sent as ExpectedBucketOwner)",
+    )
+    # --- books sent as S3 pointers (the SQS extended client) ----------------------
+    payload_buckets: tuple[str, ...] = setting(
+        "BOOKD_PAYLOAD_BUCKETS",
+        (),
+        bucket_names,
+        "buckets whose objects a message may point at (S3 pointers of AWS's SQS extended "
+        "client), comma-separated; a pointer to any other bucket is dead-lettered "
+        "(pointer-refused) unread",
+        shown="none",
+    )
+    payload_max_bytes: int = setting(
+        "BOOKD_PAYLOAD_MAX_BYTES",
+        16 * 1024 * 1024,
+        integer(1, 2 * 1024**3),
+        "largest payload read for a pointer, in bytes; a larger one is dead-lettered "
+        "(payload-too-large) unread. 16 MiB holds any novel's full text several times over; "
+        "a payload stays in memory until its book is stored, at most one per group, so "
+        "BOOKD_CONCURRENCY times this bounds them (16 x 16 MiB: half the 512 MiB of "
+        "deploy/k8s)",
+        shown="16777216 (16 MiB)",
+    )
+    payload_delete: bool = setting(
+        "BOOKD_PAYLOAD_DELETE",
+        False,
+        boolean,
+        "true: delete a pointer's payload once its book is stored and announced and its "
+        "message deleted (the extended client's convention: whoever deletes the message "
+        "deletes its payload); false: the payload is left to the producer or a lifecycle rule",
+        shown="false",
     )
     # --- retries -----------------------------------------------------------------
     max_attempts: int = setting(
@@ -387,6 +439,10 @@ class Settings:
                 continue
             if isinstance(value, Mapping):
                 value = ",".join(f"{k}={v}" for k, v in value.items())
+            elif isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
             env[f.metadata["env"]] = str(value)
         return env
 

@@ -201,6 +201,17 @@ class OutputQueue(Protocol):
     def probe(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Payload:
+    """The object an S3 pointer names, as S3 answered (Store.payload)."""
+
+    found: bool
+    size: int | None = None
+    """Its size in bytes, as S3 said it (None if it is missing, or S3 did not say)."""
+    content: bytes | None = None
+    """Its bytes; None if it is missing or larger than the reader's limit (then unread)."""
+
+
 class Store(Protocol):
     def put(self, bucket: str, key: str, body: bytes, *, metadata: Mapping[str, str]) -> str:
         """Store a new version; return its version id."""
@@ -208,6 +219,15 @@ class Store(Protocol):
 
     def find(self, bucket: str, key: str, *, message_id: str) -> str | None:
         """The version id of ``key`` stored for ``message_id``, if any version was."""
+        ...
+
+    def payload(self, bucket: str, key: str, *, max_bytes: int) -> Payload:
+        """The object an S3 pointer names: its bytes, or that it is missing, or that it
+        is larger than ``max_bytes`` (known before its bytes are read, never held)."""
+        ...
+
+    def delete_payload(self, bucket: str, key: str) -> None:
+        """Delete the object an S3 pointer names (done, too, if it is gone already)."""
         ...
 
     def probe(self, bucket: str) -> None:

@@ -28,6 +28,17 @@ INVALID_REASONS = (
     UNSAFE_TITLE,
 )
 
+# --- a book sent as an S3 pointer (bookd.core.pointers, bookd.rules.payloads) -----
+INVALID_POINTER = "invalid-pointer"
+"""The body names a pointer class but is not [class, {"s3BucketName", "s3Key"}]."""
+POINTER_REFUSED = "pointer-refused"
+"""The pointer's bucket is not one of BOOKD_PAYLOAD_BUCKETS: bookd does not read it."""
+PAYLOAD_MISSING = "payload-missing"
+"""The object the pointer names does not exist."""
+PAYLOAD_TOO_LARGE = "payload-too-large"
+"""The object is larger than BOOKD_PAYLOAD_MAX_BYTES; it was not read."""
+POINTER_REASONS = (INVALID_POINTER, POINTER_REFUSED, PAYLOAD_MISSING, PAYLOAD_TOO_LARGE)
+
 # --- a valid-looking book could not be delivered (bookd.rules) ------------------
 RETRIES_EXHAUSTED = "retries-exhausted"
 """Its own tries failed until its budget was used up."""
@@ -37,4 +48,4 @@ REJECTED_BY_S3 = "rejected-by-s3"
 REJECTED_BY_SQS = "rejected-by-sqs"
 DELIVERY_REASONS = (RETRIES_EXHAUSTED, TOO_MANY_DELIVERIES, REJECTED_BY_S3, REJECTED_BY_SQS)
 
-ALL_REASONS = INVALID_REASONS + DELIVERY_REASONS
+ALL_REASONS = INVALID_REASONS + POINTER_REASONS + DELIVERY_REASONS
