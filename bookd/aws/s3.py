@@ -1,4 +1,5 @@
-"""The S3 side: bookd.core.ports' Store on boto3 (put a book, find an earlier copy, probe).
+"""The S3 side: bookd.core.ports' Store on boto3 (put a book, find an earlier copy, read and
+delete a pointer's payload, probe).
 
 No business logic: each method turns a boto3 failure into an AwsFault
 (bookd.aws.codes names its kind, and the bucket it was on).
@@ -13,7 +14,7 @@ from botocore.handlers import add_expect_header
 
 from bookd.aws.codes import MISSING_CODES, call
 from bookd.core.errors import AwsFault, FaultKind
-from bookd.core.ports import MESSAGE_ID_METADATA, StoredVersion
+from bookd.core.ports import MESSAGE_ID_METADATA, Payload, StoredVersion
 
 VERSION_SCAN_LIMIT = 20
 """Versions of one key read, newest first, when looking for a redelivered book's copy."""
@@ -88,6 +89,44 @@ class BookStore:
             if fault.code in MISSING_CODES:
                 return None
             raise
+
+    def payload(self, bucket: str, key: str, *, max_bytes: int) -> Payload:
+        """The object an S3 pointer names; one larger than ``max_bytes`` is left unread.
+
+        One GetObject: its length comes before its bytes, so a payload too large is
+        refused on the length alone and its connection dropped unread. The read is
+        bounded by ``max_bytes`` even if S3 gave no length.
+        """
+
+        def get() -> Payload:
+            response = self.client.get_object(Bucket=bucket, Key=key, **self._owner)
+            body, size = response["Body"], response.get("ContentLength")
+            if size is not None and size > max_bytes:
+                body.close()
+                return Payload(found=True, size=size)
+            content = body.read(max_bytes + 1)
+            # A read that finds the end (it should, by now) is where botocore checks the
+            # length and the checksum it was given; one that does not is past the limit.
+            if len(content) > max_bytes or body.read(1):
+                body.close()
+                return Payload(found=True, size=size)
+            return Payload(found=True, size=len(content), content=content)
+
+        try:
+            return call("s3", "GetObject", get, resource=f"bucket {bucket}")
+        except AwsFault as fault:
+            if fault.code in MISSING_CODES:
+                return Payload(found=False)
+            raise
+
+    def delete_payload(self, bucket: str, key: str) -> None:
+        """Delete a pointer's object (S3 answers a key already gone the same way)."""
+        call(
+            "s3",
+            "DeleteObject",
+            lambda: self.client.delete_object(Bucket=bucket, Key=key, **self._owner),
+            resource=f"bucket {bucket}",
+        )
 
     def probe(self, bucket: str) -> None:
         """A cheap call that fails when S3 (or this bucket) does."""

@@ -54,6 +54,10 @@ class Outcomes:
     def not_handed_back(self, messages: Sequence[Message], fault: AwsFault) -> None:
         """Messages that could not be handed back; they come back when their hold ends."""
 
+    def payload_not_deleted(self, message: Message, location: str, fault: AwsFault) -> None:
+        """A pointer's payload (at ``location``) was not deleted after its message was; it
+        stays in its bucket, its book stored and announced."""
+
 
 class Broadcast(Outcomes):
     """Every outcome told to each receiver in turn (metrics, then log lines)."""

@@ -6,12 +6,14 @@ to run groups side by side. For each receive, per FIFO group, in input order:
 
 1. **Validate.** A message SQS delivered too often, or whose body is not a valid
    book, is dead-lettered now with its reason (DeadLetters), and the group goes on.
+   A body that is an S3 pointer has its book read from S3 (Payloads).
 2. **Store.** Each valid book is put in S3 (Uploader), in the group mode chosen at
    wiring (bookd.rules.storing). Failures follow bookd.rules.retry: a message is held
    and retried in place, never handed back for a retry.
 3. **Announce** the stored books in input order, in one batch (Announcer): never one
    ahead of an earlier book not stored yet (Group.ready).
-4. **Settle**: delete what is finished, hand back what a stop interrupted (Settler).
+4. **Settle**: delete what is finished, hand back what a stop interrupted (Settler);
+   then, if so configured, delete the payloads of the pointers deleted (Payloads).
 
 If work on a message stops early (the listener stops: it is handed back; its hold
 lapsed: it is left for whoever has it now), the messages after it in its group stop
@@ -25,7 +27,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 
-from bookd.core.books import parse_book
 from bookd.core.config import Settings
 from bookd.core.errors import InvalidBook
 from bookd.core.outcomes import Outcomes
@@ -34,6 +35,7 @@ from bookd.core.reasons import TOO_MANY_DELIVERIES
 from bookd.rules.announcing import Announcer
 from bookd.rules.dead_letters import DeadLetters
 from bookd.rules.inflight import Inflight
+from bookd.rules.payloads import Payloads
 from bookd.rules.retry import Abandoned, Budget, Retry
 from bookd.rules.settling import Settler
 from bookd.rules.storing import GroupMode, Uploader, group_mode
@@ -52,6 +54,7 @@ class Processor:
         *,
         inflight: Inflight,
         mode: GroupMode,
+        payloads: Payloads,
         announcer: Announcer,
         dead_letters: DeadLetters,
         settler: Settler,
@@ -60,6 +63,7 @@ class Processor:
         self.settings = settings
         self.inflight = inflight
         self.mode = mode
+        self.payloads = payloads
         self.announcer = announcer
         self.dead_letters = dead_letters
         self.settler = settler
@@ -90,7 +94,7 @@ class Processor:
         try:
             try:
                 for w in items:
-                    self._validate(w)
+                    self._validate(w, group)
                 self.mode.store(group)
             except Abandoned as exc:
                 stopped = exc
@@ -98,9 +102,10 @@ class Processor:
         except Abandoned as exc:
             stopped = stopped or exc
         finally:
-            self.settler.settle(items, stopped)
+            deleted = self.settler.settle(items, stopped)
+        self.payloads.discard(deleted)
 
-    def _validate(self, w: Work) -> None:
+    def _validate(self, w: Work, group: Group) -> None:
         m = w.message
         if m.receive_count >= self.settings.max_receive_count:
             self.dead_letters.send(
@@ -110,13 +115,19 @@ class Processor:
                 "as when the listener is killed while working on it",
             )
             return
-        try:
-            w.book = parse_book(m.body, self.settings.buckets)
-        except InvalidBook as exc:
-            self.dead_letters.send(w, exc.reason, exc.detail)
-            return
         # Announced by this listener before (its delete failed): only the delete is left.
         w.announced = self.announcer.seen(m.message_id)
+        try:
+            w.book = self.payloads.book(w, before_read=lambda: self._make_room(group))
+        except InvalidBook as exc:
+            self.dead_letters.send(w, exc.reason, exc.detail)
+
+    def _make_room(self, group: Group) -> None:
+        """Before a payload is read: if one of the group's books holds one, store and
+        announce the books so far, so that a group holds one payload in memory at a time."""
+        if any(w.payload is not None for w in group.items):
+            self.mode.store(group)
+            group.announce_ready()
 
 
 def make_processor(
@@ -154,6 +165,14 @@ def make_processor(
         settings,
         inflight=inflight,
         mode=group_mode(settings.group_mode, uploader, uploads),
+        payloads=Payloads(
+            store,
+            settings,
+            retry=retry,
+            inflight=inflight,
+            dead_letters=letters,
+            outcomes=outcomes,
+        ),
         announcer=Announcer(
             output, retry=retry, inflight=inflight, dead_letters=letters, outcomes=outcomes
         ),

@@ -41,14 +41,16 @@ class Settler:
         self.outcomes = outcomes
         self.clock = clock
 
-    def settle(self, items: list[Work], stopped: Abandoned | None) -> None:
-        """The end of a group's work: delete, hand back, let go, count."""
+    def settle(self, items: list[Work], stopped: Abandoned | None) -> list[Work]:
+        """The end of a group's work: delete, hand back, let go, count. Returns the
+        messages SQS deleted on this listener's handles (not those handed on)."""
         done = [w for w in items if w.finished]
         rest = [w for w in items if not w.finished]
         deleted: list[Work] = []
+        handed_on: list[Work] = []
         try:
             if done:
-                deleted = self.delete(done)
+                deleted, handed_on = self.delete(done)
         finally:
             if rest and stopped is not None and stopped.hand_back:
                 self.hand_back([self.inflight.current(w.message) for w in rest])
@@ -56,12 +58,15 @@ class Settler:
         # Counted once, by whoever deletes it: a message left for redelivery is
         # counted when its redelivery is deleted (and found already done).
         now = self.clock()
-        for w in deleted:
+        for w in deleted + handed_on:
             self.outcomes.finished(w.message, w.book, w.dead_letter, now - w.received)
+        return deleted
 
-    def delete(self, done: list[Work]) -> list[Work]:
-        """Delete finished messages; return those deleted (the rest SQS redelivers)."""
+    def delete(self, done: list[Work]) -> tuple[list[Work], list[Work]]:
+        """Delete finished messages; return those deleted and those whose handle SQS
+        found invalid (handed on to another holder). SQS redelivers the rest."""
         remaining = list(done)
+        handed_on: set[str] = set()
 
         def note(pending: Sequence[Work], failed: Mapping[str, AwsFault]) -> None:
             nonlocal remaining
@@ -70,6 +75,7 @@ class Settler:
                 for w in pending
                 if w.message.message_id in failed and not _handed_on(failed[w.message.message_id])
             ]
+            handed_on.update(i for i, fault in failed.items() if _handed_on(fault))
 
         try:
             self.retry.batch(
@@ -93,7 +99,11 @@ class Settler:
                 self.outcomes.not_deleted(
                     [w.message for w in remaining], f"SQS failed it {DELETE_TRIES} times"
                 )
-        return [w for w in done if w not in remaining]
+        gone = [w for w in done if w not in remaining]
+        return (
+            [w for w in gone if w.message.message_id not in handed_on],
+            [w for w in gone if w.message.message_id in handed_on],
+        )
 
     def hand_back(self, messages: Sequence[Message]) -> None:
         """Make messages visible again at once (one try: what fails comes back when its

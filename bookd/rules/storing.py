@@ -65,7 +65,7 @@ class Uploader:
     def store_chain(self, chain: list[Work], *, on_wait: Callable[[], None] | None = None) -> None:
         """Store ``chain``'s books one after another; ``on_wait`` before a retry's first wait."""
         for w in chain:
-            if w.finished:
+            if not w.storable:  # dead-lettered meanwhile, or stored before
                 continue
             if self.aborting():
                 raise Abandoned(hand_back=True)
@@ -74,6 +74,7 @@ class Uploader:
     def _store(self, w: Work, *, on_wait: Callable[[], None] | None) -> None:
         book, m = w.book, w.message
         assert book is not None
+        content = w.content()
 
         def attempt() -> tuple[str, bool]:
             if w.needs_lookup:
@@ -84,7 +85,7 @@ class Uploader:
             version = self.store.put(
                 book.bucket,
                 book.key,
-                m.body.encode("utf-8"),
+                content,
                 metadata={
                     MESSAGE_ID_METADATA: m.message_id,
                     BOOK_ID_METADATA: metadata_value(book.id),
@@ -110,6 +111,8 @@ class Uploader:
             reason = RETRIES_EXHAUSTED if exc.verdict is Verdict.GIVE_UP else REJECTED_BY_S3
             self.dead_letters.send(w, reason, str(exc.fault))
             return
+        finally:
+            w.payload = None  # stored or given up: its bytes are not needed again
         if w.uploaded:
             self.outcomes.uploaded(m, book)
 

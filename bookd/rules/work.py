@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bookd.core.books import Book
+from bookd.core.pointers import Pointer
 from bookd.core.ports import Message
 from bookd.rules.retry import Budget
 
@@ -32,6 +33,11 @@ class Work:
     """The reason it was dead-lettered, once it was."""
     needs_lookup: bool = False
     """Whether S3 may already hold this message's book (redelivered, or a put failed)."""
+    pointer: Pointer | None = None
+    """Where the book is, if the message is an S3 pointer (bookd.rules.payloads)."""
+    payload: bytes | None = None
+    """A pointer's payload, read and valid: the book to store, exactly. Dropped once
+    stored, so that a group holds one payload at a time."""
 
     @property
     def finished(self) -> bool:
@@ -39,8 +45,15 @@ class Work:
 
     @property
     def storable(self) -> bool:
-        """A valid book not finished yet."""
-        return not self.finished and self.book is not None
+        """A valid book not stored (nor finished) yet."""
+        return not self.finished and self.book is not None and self.version_id is None
+
+    def content(self) -> bytes:
+        """What is stored for the book: a pointer's payload, or else the body as received."""
+        if self.pointer is None:
+            return self.message.body.encode("utf-8")
+        assert self.payload is not None, "a pointer's book is stored once, from its payload"
+        return self.payload
 
 
 class Group:

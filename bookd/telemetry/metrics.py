@@ -55,6 +55,11 @@ ANNOUNCED_OUT_OF_ORDER = Counter(
     "bookd_announcements_out_of_order",
     "Announcements SQS took ahead of an earlier one of their group that it refused.",
 )
+PAYLOADS_NOT_DELETED = Counter(
+    "bookd_payloads_not_deleted",
+    "Payloads of S3 pointers left in their bucket after their book was stored, announced "
+    "and its message deleted: BOOKD_PAYLOAD_DELETE's delete failed.",
+)
 DEPENDENCY_UP = Gauge(
     "bookd_dependency_up",
     "0 while the listener pauses for a problem of this dependency (outage, throttling, "

@@ -43,6 +43,9 @@ class Counted(Outcomes):
     def retried(self, fault: AwsFault) -> None:
         metrics.RETRIED.labels(reason=f"{fault.service}-{fault.kind.value}").inc()
 
+    def payload_not_deleted(self, message: Message, location: str, fault: AwsFault) -> None:
+        metrics.PAYLOADS_NOT_DELETED.inc()
+
 
 class Logged(Outcomes):
     """The outcomes as log lines."""
@@ -90,12 +93,19 @@ class Logged(Outcomes):
             "reason": dead_letter,
             "duration_seconds": round(seconds, 4),
         }
+        if dead_letter:
+            how = f": {dead_letter}"
+        elif book is None:
+            # A pointer this listener announced before: its payload was not read again.
+            how = " (announced by an earlier delivery)"
+        else:
+            how = f" as {fields['bucket']}/{fields['key']}"
         log.info(
             "message %s (group %s) %s%s in %.3f s",
             message.message_id,
             message.group_id,
             outcome,
-            f": {dead_letter}" if dead_letter else f" as {fields['bucket']}/{fields['key']}",
+            how,
             seconds,
             extra=fields,
         )
@@ -125,6 +135,16 @@ class Logged(Outcomes):
             len(messages),
             fault,
             extra=_about(messages),
+        )
+
+    def payload_not_deleted(self, message: Message, location: str, fault: AwsFault) -> None:
+        log.warning(
+            "payload %s of message %s not deleted (%s); its book is stored and announced, "
+            "the payload stays in its bucket",
+            location,
+            message.message_id,
+            fault,
+            extra=_about([message]),
         )
 
 

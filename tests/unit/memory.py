@@ -24,6 +24,7 @@ from bookd.core.ports import (
     MESSAGE_ID_METADATA,
     Message,
     Outgoing,
+    Payload,
     StoredVersion,
 )
 
@@ -165,7 +166,8 @@ class MemoryQueue(Faulty):
         self.clock = clock
         self.messages: list[_Stored] = []
         self.entry_faults: dict[str, tuple[str, int]] = {}
-        """ref -> (code, times): SendMessageBatch fails that entry alone, that many times."""
+        """ref (or message id) -> (code, times): SendMessageBatch (or DeleteMessageBatch)
+        fails that entry alone, that many times."""
         self._sequence = itertools.count(10**19)  # SQS's numbers are long digit strings
 
     # --- producer side ----------------------------------------------------------
@@ -186,10 +188,9 @@ class MemoryQueue(Faulty):
             raise fault("AWS.SimpleQueueService.BatchRequestTooLong", "sqs", "SendMessageBatch")
         failed: dict[str, AwsFault] = {}
         for m in messages:
-            code, times = self.entry_faults.get(m.ref, ("", 0))
-            if times:
-                self.entry_faults[m.ref] = (code, times - 1)
-                failed[m.ref] = fault(code, "sqs", "SendMessageBatch")
+            entry_fault = self._entry_fault(m.ref, "SendMessageBatch")
+            if entry_fault is not None:
+                failed[m.ref] = entry_fault
                 continue
             recent = any(
                 s.dedup == m.dedup_id and self.clock.now - s.sent_at < DEDUP_WINDOW
@@ -221,6 +222,13 @@ class MemoryQueue(Faulty):
                 [*_, kept] = [s for s in self.messages if s.dedup == m.dedup_id]
                 ids[m.ref] = kept.message_id
         return ids, failed
+
+    def _entry_fault(self, ref: str, operation: str) -> AwsFault | None:
+        code, times = self.entry_faults.get(ref, ("", 0))
+        if not times:
+            return None
+        self.entry_faults[ref] = (code, times - 1)
+        return fault(code, "sqs", operation)
 
     def bodies(self, group: str | None = None) -> list[str]:
         """Bodies not deleted, in order (of one group, if given)."""
@@ -272,8 +280,11 @@ class MemoryQueue(Faulty):
         failed = {}
         for m in messages:
             held = self._held(m)
+            entry_fault = self._entry_fault(m.message_id, "DeleteMessageBatch")
             if held is None:
                 failed[m.message_id] = fault("ReceiptHandleIsInvalid", "sqs", "DeleteMessageBatch")
+            elif entry_fault is not None:
+                failed[m.message_id] = entry_fault
             else:
                 held.deleted = True
         return failed
@@ -350,8 +361,26 @@ class MemoryStore(Faulty):
                 return version.version_id
         return None
 
+    def payload(self, bucket: str, key: str, *, max_bytes: int) -> Payload:
+        self._check("GetObject", key)
+        versions = self.objects.get((bucket, key))
+        if not versions:
+            return Payload(found=False)
+        body = versions[-1].body
+        if len(body) > max_bytes:
+            return Payload(found=True, size=len(body))
+        return Payload(found=True, size=len(body), content=body)
+
+    def delete_payload(self, bucket: str, key: str) -> None:
+        self._check("DeleteObject", key)
+        self.objects.pop((bucket, key), None)
+
     def probe(self, bucket: str) -> None:
         self._check("probe", bucket)
+
+    def place(self, bucket: str, key: str, body: bytes) -> None:
+        """A producer puts an object (no faults): a pointer's payload."""
+        self.objects[(bucket, key)] = [Version(f"v{next(self._ids)}", body)]
 
     def versions(self, key: str) -> list[Version]:
         return [v for (_, k), vs in self.objects.items() if k == key for v in vs]
@@ -376,11 +405,6 @@ class Harness:
 
     def __init__(self, *, uploads: Any = None, **settings: Any) -> None:
         from bookd.core.config import Settings
-        from bookd.rules.dependencies import Dependencies
-        from bookd.rules.inflight import Inflight
-        from bookd.rules.processor import make_processor
-        from bookd.rules.retry import Retry
-        from bookd.telemetry.outcomes import telemetry
 
         self.clock = FakeClock()
         self.settings = Settings.from_env({}).replace(**settings)
@@ -391,13 +415,25 @@ class Harness:
         self.journal: list[tuple[str, str]] = []
         for adapter in (self.input, self.output, self.dead_letters, self.store):
             adapter.journal = self.journal
+        self._uploads = uploads
+        self.clock.every_second.append(lambda: self.inflight.beat(self.input))
+        self.restart()
+
+    def restart(self) -> None:
+        """A new listener on the same queues, store and clock: it remembers nothing of the
+        last one (what it announced, what it held)."""
+        from bookd.rules.dependencies import Dependencies
+        from bookd.rules.inflight import Inflight
+        from bookd.rules.processor import make_processor
+        from bookd.rules.retry import Retry
+        from bookd.telemetry.outcomes import telemetry
+
         self.dependencies = Dependencies()
         self.inflight = Inflight(self.settings.visibility_timeout, clock=self.clock)
         outcomes = telemetry()
         self.retry = Retry(
             self.dependencies, wait=self.clock.wait, clock=self.clock, outcomes=outcomes
         )
-        self.clock.every_second.append(lambda: self.inflight.beat(self.input))
         # The listener's own wiring, with memory adapters and the fake clock.
         self.processor = make_processor(
             self.settings,
@@ -409,7 +445,7 @@ class Harness:
             inflight=self.inflight,
             outcomes=outcomes,
             clock=self.clock,
-            uploads=uploads,
+            uploads=self._uploads,
         )
 
     def run(self, *, receives: int = 20) -> None:

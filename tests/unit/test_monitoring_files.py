@@ -52,6 +52,7 @@ CONTRACT = {
     "bookd_build_info": "gauge",
     "bookd_listener_last_poll_timestamp_seconds": "gauge",
     "bookd_announcements_out_of_order_total": "counter",
+    "bookd_payloads_not_deleted_total": "counter",
     "bookd_empty_receives_total": "counter",
     "bookd_batch_messages": "histogram",
 }
