@@ -22,27 +22,37 @@ from bookd.core.config import Settings
 DRAIN_THREADS = 4
 """Threads draining a queue; FIFO hands each a different group at a time."""
 
+PAYLOAD_BUCKET_SUFFIX = "-payloads"
+"""How a test's payload bucket (BOOKD_PAYLOAD_BUCKETS) is named: tests/e2e's IAM check
+tells its calls from those on the books' buckets by it."""
+
 
 def unique_settings(base: Settings, **changes: Any) -> Settings:
-    """Settings whose queues and buckets belong to one test or run only."""
+    """Settings whose queues and buckets belong to one test or run only.
+
+    Its payload bucket is named (allowed) but not made: provisioning makes bookd's own
+    buckets, and a payload bucket is the producer's.
+    """
     tag = f"t{uuid.uuid4().hex[:10]}"
     return base.replace(
         input_queue=f"{tag}-Input.fifo",
         output_queue=f"{tag}-Output.fifo",
         dead_letter_queue=f"{tag}-Input-dlq.fifo",
         buckets={"scifi": f"{tag}-scifi", "romance": f"{tag}-romance"},
+        payload_buckets=(f"{tag}{PAYLOAD_BUCKET_SUFFIX}",),
         **changes,
     )
 
 
 def remove_resources(settings: Settings) -> None:
-    """Delete the queues and the buckets (every object version first) of ``settings``."""
+    """Delete the queues and the buckets (every object version first) of ``settings``,
+    its payload buckets too if a test made them."""
     sqs = make_client(settings, "sqs")
     s3 = make_client(settings, "s3")
     for name in (settings.input_queue, settings.output_queue, settings.dead_letter_queue):
         with contextlib.suppress(*AWS_ERRORS):
             sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"])
-    for bucket in settings.all_buckets:
+    for bucket in [*settings.all_buckets, *settings.payload_buckets]:
         _empty_and_delete_bucket(s3, bucket)
 
 

@@ -10,6 +10,7 @@ from bookd.aws.provision import provision
 from bookd.core.config import Settings
 from bookd.listener import BookListener
 from harness import localstack
+from harness.proxy import Proxy
 from harness.resources import Queues, remove_resources, unique_settings
 
 
@@ -52,6 +53,15 @@ def settings(base_settings: Settings):
 @pytest.fixture
 def queues(settings: Settings) -> Queues:
     return Queues(settings)
+
+
+@pytest.fixture
+def proxy(settings: Settings):
+    """A fault-injecting proxy in front of the real LocalStack; listeners go through it."""
+    host, port = settings.endpoint_url.rsplit("//", 1)[1].split(":")
+    proxy = Proxy((host, int(port))).start()
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture

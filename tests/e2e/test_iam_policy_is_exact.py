@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.resources import PAYLOAD_BUCKET_SUFFIX
+
 pytestmark = pytest.mark.after_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +38,7 @@ ACTIONS = {
     "CreateQueue": "sqs:CreateQueue",
     "SetQueueAttributes": "sqs:SetQueueAttributes",
     "PutObject": "s3:PutObject",
+    "DeleteObject": "s3:DeleteObject",
     "GetObject": "s3:GetObject",
     "HeadObject": "s3:GetObject",
     "HeadBucket": "s3:ListBucket",
@@ -53,12 +56,17 @@ QUEUE_ROLES = (
     ("-Input.fifo", "InputQueue"),
     ("-Output.fifo", "OutputQueue"),
 )
+PAYLOAD_ROLES = {"GetObject": "Payloads", "DeleteObject": "PayloadDeletes"}
+"""The statements of calls on a payload bucket (BOOKD_PAYLOAD_BUCKETS) by operation; the
+rest (HeadBucket, the probe) are PayloadBuckets'."""
 
 
 def statement_of(call: dict, *, provisioning: bool) -> str:
     """The policy statement (Sid) that must allow a call, from its kind and target."""
     if provisioning:
         return "ProvisionQueues" if call["service"] == "sqs" else "ProvisionBuckets"
+    if call["service"] == "s3" and call["target"].endswith(PAYLOAD_BUCKET_SUFFIX):
+        return PAYLOAD_ROLES.get(call["operation"], "PayloadBuckets")
     if call["service"] == "s3":
         return "Books" if call["operation"] in OBJECT_OPERATIONS else "Buckets"
     for suffix, role in QUEUE_ROLES:

@@ -16,7 +16,7 @@ from bookd.core.reasons import RETRIES_EXHAUSTED
 from bookd.listener import BookListener
 from bookd.supervision.lock import StateDir
 from bookd.supervision.status import Supervised
-from harness.proxy import Fault, Proxy
+from harness.proxy import Fault
 from harness.waiting import wait_for
 
 BOOK = {"author": "A. Writer", "year": "2001", "summary": "...", "genre": "romance"}
@@ -31,15 +31,6 @@ def by_group(messages: list[dict]) -> dict[str, list[str]]:
     for m in messages:
         groups.setdefault(m["Attributes"]["MessageGroupId"], []).append(json.loads(m["Body"])["id"])
     return groups
-
-
-@pytest.fixture
-def proxy(settings):
-    """A fault-injecting proxy in front of the real LocalStack; listeners go through it."""
-    host, port = settings.endpoint_url.rsplit("//", 1)[1].split(":")
-    proxy = Proxy((host, int(port))).start()
-    yield proxy
-    proxy.stop()
 
 
 def test_two_listeners_on_the_same_queues_keep_order_within_every_group(

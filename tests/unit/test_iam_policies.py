@@ -49,6 +49,9 @@ def queue_arn(name: str) -> str:
 
 
 BUCKET_ARNS = sorted(f"arn:aws:s3:::{pair.split('=')[1]}" for pair in DEFAULT_BUCKETS.split(","))
+PAYLOAD_BUCKET_ARN = f"arn:aws:s3:::bookd-payloads-{ACCOUNT}"
+"""The placeholder of the payload buckets (BOOKD_PAYLOAD_BUCKETS, empty by default): the
+account's sed of the README names the bucket bookd-payloads-<account>."""
 
 RUNTIME_RESOURCES = {
     "InputQueue": [queue_arn(DEFAULT_INPUT_QUEUE)],
@@ -56,6 +59,9 @@ RUNTIME_RESOURCES = {
     "DeadLetterQueue": [queue_arn(DEFAULT_DEAD_LETTER_QUEUE)],
     "Buckets": BUCKET_ARNS,
     "Books": [f"{arn}/*" for arn in BUCKET_ARNS],
+    "PayloadBuckets": [PAYLOAD_BUCKET_ARN],
+    "Payloads": [f"{PAYLOAD_BUCKET_ARN}/*"],
+    "PayloadDeletes": [f"{PAYLOAD_BUCKET_ARN}/*"],
 }
 """Where each Statement of the runtime policy applies, by Sid. Its actions are checked
 against every call bookd made in the test session (tests/e2e/test_iam_policy_is_exact.py)."""
