@@ -128,6 +128,47 @@ def providers(module: str) -> set[str]:
     return {normalize(d) for d in importlib.metadata.packages_distributions().get(module, [])}
 
 
+def imported_modules(paths: list[Path]) -> set[str]:
+    """Third-party modules imported anywhere in PATHS, in full (``from a.b import c``: a.b.c)."""
+    found: set[str] = set()
+    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*.py")))]
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text(), filename=str(file))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            top = lambda m: m.split(".")[0]  # noqa: E731
+            found |= {m for m in modules if top(m) not in sys.stdlib_module_names | OWN_PACKAGES}
+    return found
+
+
+def module_providers(module: str) -> set[str]:
+    """The installed distributions that provide MODULE. A namespace package shared by
+    several (opentelemetry) counts only those holding the module, or its nearest parent
+    that one holds (``opentelemetry.sdk.trace.TracerProvider``: opentelemetry-sdk)."""
+    dists = importlib.metadata.packages_distributions().get(module.split(".")[0], [])
+    if len(dists) <= 1:
+        return {normalize(d) for d in dists}
+    parts = module.split(".")
+    while len(parts) > 1:
+        path = "/".join(parts)
+        holders = {
+            normalize(d)
+            for d in dists
+            if any(
+                str(f).startswith(path + "/") or str(f) == path + ".py"
+                for f in importlib.metadata.distribution(d).files or []
+            )
+        }
+        if holders:
+            return holders
+        parts.pop()
+    return {normalize(d) for d in dists}
+
+
 def undeclared(imports: dict[str, set[str]], declared: set[str]) -> list[str]:
     return [
         f"{module} (imported by {', '.join(sorted(files))}; "
@@ -225,7 +266,7 @@ def test_pyproject_names_every_runtime_package_bookd_imports_and_pins_none():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     specs = project["dependencies"]
     names = {normalize(re.split(r"[=<>!~;\s\[]", spec, maxsplit=1)[0]) for spec in specs}
-    imported = set().union(*(providers(m) for m in top_level_imports(RUNTIME_SOURCES)))
+    imported = set().union(*(module_providers(m) for m in imported_modules(RUNTIME_SOURCES)))
     assert imported <= names, f"missing from pyproject: {sorted(imported - names)}"
     assert {"click", "python-json-logger"} <= names
     assert names <= set(read_input(RUNTIME_IN)), "pyproject names a package the lock lacks"
