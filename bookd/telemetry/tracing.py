@@ -165,6 +165,22 @@ class TraceIds(logging.Filter):
         return True
 
 
+def link_entries(span: trace.Span, service: str, operation: str, params: Any) -> None:
+    """The instrumentation's request hook: a batch send's span is its first message's
+    child, and links the spans of the other messages whose entries it carries."""
+    if operation != "SendMessageBatch" or not span.is_recording():
+        return
+    parent = getattr(span, "parent", None)
+    for entry in params.get("Entries", []):
+        carried = entry.get("MessageAttributes", {}).get("traceparent", {}).get("StringValue")
+        if not carried:
+            continue
+        linked = trace.get_current_span(_W3C.extract({"traceparent": carried}))
+        other = linked.get_span_context()
+        if other.is_valid and (parent is None or other.span_id != parent.span_id):
+            span.add_link(other)
+
+
 def exporter(name: str) -> SpanExporter:
     """The exporter OTEL_TRACES_EXPORTER names; the SDK reads the rest of its settings."""
     if name == "console":
@@ -188,7 +204,7 @@ def start(settings: Settings, *, span_exporter: SpanExporter | None = None) -> M
     )
     chosen = span_exporter or exporter(settings.traces_exporter or "otlp")
     provider.add_span_processor(BatchSpanProcessor(chosen))
-    BotocoreInstrumentor().instrument(tracer_provider=provider)
+    BotocoreInstrumentor().instrument(tracer_provider=provider, request_hook=link_entries)
     traces = MessageTraces(provider, queue=settings.input_queue)
     ids = TraceIds(traces, text=settings.log_format == "text")
     for handler in logging.getLogger().handlers:

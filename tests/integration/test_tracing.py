@@ -118,3 +118,28 @@ def test_an_aws_trace_header_is_read_when_no_traceparent_came(
         s for s in spans_of(traces, exporter, XRAY_TRACE_ID) if s.kind is SpanKind.CONSUMER
     ]
     assert f"{message_span.parent.span_id:016x}" == "53995c3f42cd8ad8"
+
+
+def test_books_of_two_traces_announced_in_one_batch_each_keep_their_own(
+    settings, queues, start_listener, traced
+):
+    traces, exporter = traced
+    other = "d4cda95b652f4a1592b449d5929fda1b"
+    queues.send({**BOOK, "id": "t4", "title": "First"}, attributes={"traceparent": TRACEPARENT})
+    queues.send(
+        {**BOOK, "id": "t5", "title": "Second"},
+        attributes={"traceparent": f"00-{other}-{PRODUCER_SPAN}-01"},
+    )
+    start_listener(cls=functools.partial(BookListener, tracing=traces))
+
+    announcements = queues.collect(settings.output_queue, 2, timeout=30)
+    by_file = {json.loads(a["Body"])["file"]: carried_trace_id(a) for a in announcements}
+    assert by_file == {"First.json": TRACE_ID, "Second.json": other}
+    # One SendMessageBatch for the group: the first book's child, linking the second's span.
+    [second] = [s for s in spans_of(traces, exporter, other) if s.kind is SpanKind.CONSUMER]
+    [batch] = [
+        s
+        for s in spans_of(traces, exporter, TRACE_ID)
+        if s.attributes.get("rpc.method") == "SendMessageBatch"
+    ]
+    assert [link.context.span_id for link in batch.links] == [second.context.span_id]
