@@ -83,6 +83,8 @@ class MessageTraces(Tracing, Outcomes):
 
     def received(self, messages: Sequence[Message]) -> None:
         for m in messages:
+            if self.span(m.message_id) is not None:
+                continue  # delivered again while still in hand: one span, ended once
             span = self._tracer.start_span(
                 f"{self.queue} process",
                 context=producer_context(m.trace),

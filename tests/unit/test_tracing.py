@@ -6,9 +6,13 @@ import subprocess
 import sys
 
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from bookd.core.ports import Message
 from bookd.core.tracing import Tracing
-from bookd.telemetry.tracing import producer_context
+from bookd.telemetry.tracing import MessageTraces, producer_context
 
 OFF_THEN_ON = """
 import sys
@@ -62,3 +66,24 @@ def test_the_producer_context_is_w3c_first_then_aws_trace_header():
     assert f"{both.trace_id:032x}" == w3c.split("-")[1]
     assert not span_of({}).is_valid
     assert not span_of({"traceparent": "garbage"}).is_valid
+
+
+def test_a_message_span_is_the_producers_child_carried_on_and_ended_once():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    traces = MessageTraces(provider, queue="In.fifo")
+    w3c = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    message = Message("m1", "r1", "{}", "g", 1, trace={"traceparent": w3c})
+    traces.received([message])
+    span = traces.span("m1")
+    traces.received([message])  # delivered again while in hand: the same span
+    assert traces.span("m1") is span
+    carried = traces.carried("m1")["traceparent"].split("-")
+    assert carried[1:3] == ["4bf92f3577b34da6a3ce929d0e0e4736", f"{span.context.span_id:016x}"]
+    assert traces.carried("unknown") == {}
+    traces.released([message])
+    traces.released([message])
+    [ended] = exporter.get_finished_spans()
+    assert f"{ended.parent.span_id:016x}" == "00f067aa0ba902b7"
+    assert ended.attributes["messaging.message.id"] == "m1"
