@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -167,13 +167,31 @@ class Queues:
         }
         self.urls = {name: queue.url for name, queue in self.queues.items()}
 
-    def send(self, body: str | dict, *, group: str = "g1") -> str:
+    def send(
+        self,
+        body: str | dict,
+        *,
+        group: str = "g1",
+        attributes: Mapping[str, str] | None = None,
+        system_attributes: Mapping[str, str] | None = None,
+    ) -> str:
+        """Send one message (string message attributes and system attributes, if given)."""
         text = body if isinstance(body, str) else json.dumps(body)
+        extra: dict[str, Any] = {}
+        if attributes:
+            extra["MessageAttributes"] = {
+                k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
+            }
+        if system_attributes:
+            extra["MessageSystemAttributes"] = {
+                k: {"DataType": "String", "StringValue": v} for k, v in system_attributes.items()
+            }
         response = self.sqs.send_message(
             QueueUrl=self.urls[self.settings.input_queue],
             MessageBody=text,
             MessageGroupId=group,
             MessageDeduplicationId=uuid.uuid4().hex,
+            **extra,
         )
         return response["MessageId"]
 

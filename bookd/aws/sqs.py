@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from bookd.aws.codes import call, kind_of
 from bookd.core.errors import AwsFault
 from bookd.core.ports import BATCH_LIMIT, Depth, Message, Outgoing
+from bookd.core.tracing import TRACE_ATTRIBUTES, TRACE_HEADER
 
 T = TypeVar("T")
 
@@ -38,6 +39,13 @@ def _chunks(items: Sequence[T], size: int = BATCH_LIMIT) -> list[Sequence[T]]:
 
 def message_from_sqs(raw: Mapping[str, Any]) -> Message:
     attributes = raw.get("Attributes", {})
+    message_attributes = {
+        name: value.get("StringValue", "")
+        for name, value in raw.get("MessageAttributes", {}).items()
+    }
+    trace = {n: message_attributes[n] for n in TRACE_ATTRIBUTES if n in message_attributes}
+    if TRACE_HEADER in attributes:
+        trace[TRACE_HEADER] = attributes[TRACE_HEADER]
     return Message(
         message_id=raw["MessageId"],
         receipt_handle=raw["ReceiptHandle"],
@@ -45,11 +53,9 @@ def message_from_sqs(raw: Mapping[str, Any]) -> Message:
         group_id=attributes.get("MessageGroupId", ""),
         receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
         sent_at=int(attributes.get("SentTimestamp", "0")) / 1000,
-        attributes={
-            name: value.get("StringValue", "")
-            for name, value in raw.get("MessageAttributes", {}).items()
-        },
+        attributes=message_attributes,
         sequence_number=attributes.get("SequenceNumber", ""),
+        trace=trace,
     )
 
 
@@ -89,11 +95,17 @@ class Queue:
         wait_time: int,
         visibility_timeout: int | None = None,
         with_message_attributes: bool = False,
+        with_trace: bool = False,
     ) -> list[Message]:
-        """Long-poll for up to ten messages, with the system attributes bookd reads."""
+        """Long-poll for up to ten messages, with the system attributes bookd reads;
+        ``with_trace``: and the producer's trace context (Message.trace), when tracing."""
         kwargs: dict[str, Any] = {}
+        names = ["MessageGroupId", "ApproximateReceiveCount", "SentTimestamp", "SequenceNumber"]
         if with_message_attributes:
             kwargs["MessageAttributeNames"] = ["All"]
+        if with_trace:
+            kwargs.setdefault("MessageAttributeNames", list(TRACE_ATTRIBUTES))
+            names.append(TRACE_HEADER)
         if visibility_timeout is not None:
             # Always the listener's own: a queue whose attribute differs must not hand
             # a message to someone else while it is being worked on.
@@ -106,12 +118,7 @@ class Queue:
                 MaxNumberOfMessages=BATCH_LIMIT,
                 WaitTimeSeconds=wait_time,
                 # Only what the listener reads: each extra attribute is work for SQS and us.
-                AttributeNames=[
-                    "MessageGroupId",
-                    "ApproximateReceiveCount",
-                    "SentTimestamp",
-                    "SequenceNumber",
-                ],
+                AttributeNames=names,
                 **kwargs,
             ),
             resource=self.resource,

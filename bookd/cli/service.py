@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
 from bookd.core.config import Settings, describe, markdown_table
 from bookd.core.exits import EXIT_LOCKED
+from bookd.core.tracing import Tracing
 
 
 @click.command("settings")
@@ -55,12 +58,27 @@ def listen(settings: Settings, owner: int | None) -> None:
         if not mine:
             click.echo(f"bookd: another listener holds {state.lock}; not starting", err=True)
             sys.exit(EXIT_LOCKED)
-        listener = BookListener(
-            settings,
-            on_tick=Supervised(settings, owner_pid=owner),
-            # Yield to the web workers once connected, not before: a start (a restart, a
-            # new replica) is then not held back by the workers booting beside it.
-            on_connected=lambda: os.nice(settings.listener_nice),
-        )
-        install_stop_signals(listener)
-        listener.listen()
+        with _tracing(settings) as tracing:
+            listener = BookListener(
+                settings,
+                on_tick=Supervised(settings, owner_pid=owner),
+                # Yield to the web workers once connected, not before: a start (a restart,
+                # a new replica) is then not held back by the workers booting beside it.
+                on_connected=lambda: os.nice(settings.listener_nice),
+                tracing=tracing,
+            )
+            install_stop_signals(listener)
+            listener.listen()
+
+
+@contextmanager
+def _tracing(settings: Settings) -> Iterator[Tracing]:
+    """Tracing in this process, when OTEL_TRACES_EXPORTER asks for it; its spans are
+    flushed when the listener stops. Off, OpenTelemetry is not even imported."""
+    if settings.traces_exporter is None:
+        yield Tracing()
+        return
+    from bookd.telemetry.tracing import tracing
+
+    with tracing(settings) as traces:
+        yield traces

@@ -145,6 +145,14 @@ def endpoint(raw: str) -> str | None:
     return value or None
 
 
+def exporter_name(raw: str) -> str | None:
+    """OTEL_TRACES_EXPORTER: the one exporter bookd's listener sends its spans to, or None."""
+    value = raw.strip().lower()
+    if value not in ("none", "otlp", "console"):
+        raise ValueError("is not one of otlp, console, none (bookd takes one exporter)")
+    return None if value == "none" else value
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -380,6 +388,16 @@ class Settings:
         "text",
         choice("text", "json"),
         "text: readable lines; json: one JSON object per line (access log included)",
+    )
+    traces_exporter: str | None = setting(
+        "OTEL_TRACES_EXPORTER",
+        None,
+        exporter_name,
+        "OpenTelemetry's own variable: otlp or console turns tracing on in the listener (a "
+        "span per message, its S3 and SQS calls as children, the context carried on in "
+        "traceparent); unset or none: off, OpenTelemetry not even imported. The SDK reads "
+        "its other OTEL_* variables itself (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME...)",
+        shown="unset (off)",
     )
 
     @classmethod

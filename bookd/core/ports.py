@@ -52,6 +52,9 @@ class Message:
     sequence_number: str = ""
     """SQS's FIFO SequenceNumber: it grows within a group, in the order SQS took the
     messages (a string of digits, up to 128 of them; compare as integers)."""
+    trace: Mapping[str, str] = field(default_factory=dict)
+    """The producer's trace context, when tracing asked SQS for it: the ``traceparent``
+    (and ``tracestate``) message attributes, and SQS's ``AWSTraceHeader``."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,9 @@ class Depth:
 class InputQueue(Protocol):
     name: str
 
-    def receive(self, *, wait_time: int, visibility_timeout: int) -> list[Message]: ...
+    def receive(
+        self, *, wait_time: int, visibility_timeout: int, with_trace: bool = False
+    ) -> list[Message]: ...
 
     def delete(self, messages: Sequence[Message]) -> dict[str, AwsFault]:
         """Delete; return the faults of messages not deleted, by message id."""

@@ -23,7 +23,8 @@ from types import FrameType
 from sqs_listener import SqsListener
 
 from bookd.core.config import Settings
-from bookd.core.outcomes import Broadcast
+from bookd.core.outcomes import Broadcast, Outcomes
+from bookd.core.tracing import Tracing
 from bookd.listener.connect import Adapters, connect
 from bookd.listener.gauges import QueueGauges
 from bookd.listener.letters import STALE_FILE, LetterSummary, LetterWatch
@@ -47,6 +48,7 @@ class BookListener(SqsListener):
         *,
         on_tick: Callable[[BookListener], None] | None = None,
         on_connected: Callable[[], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         # The base __init__ is skipped: it demands AWS_ACCOUNT_ID and builds its client
         # without our endpoint, region or credentials. These are the fields listen() reads.
@@ -61,8 +63,8 @@ class BookListener(SqsListener):
         self.dependencies = Dependencies(on_change=self._dependencies_changed)
         self.inflight = Inflight(settings.visibility_timeout)
         self._letter_watch = LetterWatch()
-        self.outcomes = Broadcast(telemetry(), self._letter_watch)
-        self.retry = Retry(self.dependencies, wait=self._wait, outcomes=self.outcomes)
+        self.outcomes = outcomes = _outcomes(self._letter_watch, tracing)
+        self.retry = Retry(self.dependencies, wait=self._wait, outcomes=outcomes, tracing=tracing)
         # A group's uploads of different titles run here at once.
         self._uploads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="upload")
         self._groups = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="group")
@@ -236,6 +238,13 @@ class BookListener(SqsListener):
     def _dependencies_changed(self) -> None:
         for service, state in self.dependencies.snapshot().items():
             metrics.DEPENDENCY_UP.labels(dependency=service).set(state["state"] == "ok")
+
+
+def _outcomes(watch: LetterWatch, tracing: Tracing | None) -> Broadcast:
+    """Metrics and log lines, the dead-letter summary's watch, and tracing when it is on
+    (last: the log lines read its spans)."""
+    traced = [tracing] if isinstance(tracing, Outcomes) else []
+    return Broadcast(telemetry(), watch, *traced)
 
 
 def _join(threads: list[threading.Thread], *, within: float) -> None:

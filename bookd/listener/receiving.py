@@ -107,6 +107,8 @@ class Receivers:
             self.gauges.received(messages)
             if not self._take(messages):
                 return
+            tracing = self.retry.tracing
+            tracing.received(messages)
             try:
                 self.processor.process(messages, map=self.groups.map)
             except Exception:  # logged top-level loop: a bug must not end the listener
@@ -114,6 +116,7 @@ class Receivers:
                 log.exception("A batch failed unexpectedly; its messages come back")
                 self.inflight.release(messages)
             finally:
+                tracing.released(messages)
                 with self._idle:
                     self._working -= 1
                     self._idle.notify_all()
@@ -139,6 +142,8 @@ class Receivers:
         return self.queue.receive(
             wait_time=self.settings.wait_time,
             visibility_timeout=self.settings.visibility_timeout,
+            # The producer's trace context costs SQS and us work: asked for only when tracing.
+            with_trace=self.retry.tracing.enabled,
         )
 
     def _stops(self) -> bool:

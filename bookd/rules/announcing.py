@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from bookd.core.errors import AwsFault
 from bookd.core.outcomes import Outcomes
@@ -54,7 +55,7 @@ class Announcer:
         was dead-lettered; Abandoned if the first one's hold lapses meanwhile."""
         self.retry.batch(
             ready,
-            lambda pending: self.output.send([_announcement(w) for w in pending]),
+            lambda pending: self.output.send([self._announcement(w) for w in pending]),
             key=lambda w: w.message.message_id,
             service="sqs",
             operation="SendMessageBatch",
@@ -64,6 +65,12 @@ class Announcer:
             on_try=self._sent,
             on_refused=self._refused,
         )
+
+    def _announcement(self, w: Work) -> Outgoing:
+        """The announcement, with its message's trace context (traceparent) when tracing."""
+        outgoing = _announcement(w)
+        carried = self.retry.tracing.carried(w.message.message_id)
+        return replace(outgoing, attributes=dict(carried)) if carried else outgoing
 
     def _sent(self, pending: Sequence[Work], failed: Mapping[str, AwsFault]) -> None:
         self._check_order(pending, failed)

@@ -51,6 +51,9 @@ class DeadLetters:
         if w.book is not None and w.version_id is not None:
             # Stored but never announced: say where the book is.
             attributes.update(bucket=w.book.bucket, key=w.book.key, version_id=w.version_id)
+        # Its trace context too (when tracing), after what says why and where, before the
+        # detail (shortened to the room left). At most 9 attributes: SQS takes 10.
+        attributes.update(self.retry.tracing.carried(m.message_id))
         letter = fit_to_size(
             Outgoing(m.message_id, m.body, m.group_id or "bookd", m.message_id, attributes),
             detail,

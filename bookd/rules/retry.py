@@ -45,6 +45,7 @@ from typing import Generic, TypeVar
 
 from bookd.core.errors import AwsFault, FaultKind
 from bookd.core.outcomes import Outcomes
+from bookd.core.tracing import Tracing
 from bookd.rules.dependencies import Dependencies
 
 T = TypeVar("T")
@@ -262,9 +263,12 @@ class Retry(Judge):
         wait: Callable[[float], bool],
         clock: Callable[[], float] = time.monotonic,
         outcomes: Outcomes | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         super().__init__(dependencies, clock=clock, outcomes=outcomes)
         self._wait = wait
+        self.tracing = tracing or Tracing()
+        """Each try of a message's call runs in its span (the client spans are its children)."""
         """Sleeps up to the given seconds; returns False at once when the listener stops."""
 
     def loop(
@@ -356,7 +360,8 @@ class Retry(Judge):
 
         def attempt() -> Failure | None:
             try:
-                results.append(fn())
+                with self.tracing.active(message_id):
+                    results.append(fn())
             except AwsFault as fault:
                 failed.add((fault.service, fault.operation))
                 return Failure(fault, budget, message_id)
@@ -393,6 +398,7 @@ class Retry(Judge):
         goes to ``on_refused`` and the rest go on at once. Returns what a limit left.
         """
         tries = _Batch(self, items, send, key, service, operation, budget, on_try, settled)
+        tries.tracing = self.tracing
         if tries.pending and not self.loop(
             tries.attempt,
             probe=probe,
@@ -431,13 +437,17 @@ class _Batch(Generic[T]):
         self._send, self._key, self._budget = send, key, budget
         self._service, self._operation = service, operation
         self._on_try, self._settled = on_try, settled
+        self.tracing = Tracing()
 
     def attempt(self) -> Failure | None:
         if not self.pending:
             return None
         key = self._key
         try:
-            failed, entries = self._send(self.pending), True
+            # A batch call is one client span: a child of its first message's span (the
+            # others carry their own context in their entries; see Tracing.carried).
+            with self.tracing.active(key(self.pending[0])):
+                failed, entries = self._send(self.pending), True
         except AwsFault as fault:
             failed, entries = {key(item): fault for item in self.pending}, False
         self._on_try(self.pending, failed)

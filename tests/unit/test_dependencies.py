@@ -14,6 +14,7 @@ import importlib.metadata
 import re
 import sys
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,28 +105,59 @@ def by_name(path: Path) -> dict[str, Pin]:
     return {pin.name: pin for pin in read_lock(path)}
 
 
-def top_level_imports(paths: list[Path]) -> dict[str, set[str]]:
-    """Third-party top-level modules imported anywhere in PATHS: module -> files importing it."""
-    found: dict[str, set[str]] = {}
+def third_party_imports(paths: list[Path]) -> Iterator[tuple[str, Path]]:
+    """Each third-party module imported anywhere in PATHS, in full (``from a.b import c``:
+    a.b.c), with the file importing it."""
     files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*.py")))]
     for file in files:
         for node in ast.walk(ast.parse(file.read_text(), filename=str(file))):
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules = [node.module]
+                modules = [f"{node.module}.{alias.name}" for alias in node.names]
             else:
                 continue
             for module in modules:
                 top = module.split(".")[0]
                 if top not in sys.stdlib_module_names and top not in OWN_PACKAGES:
-                    found.setdefault(top, set()).add(str(file.relative_to(ROOT)))
+                    yield module, file
+
+
+def top_level_imports(paths: list[Path]) -> dict[str, set[str]]:
+    """Third-party top-level modules imported anywhere in PATHS: module -> files importing it."""
+    found: dict[str, set[str]] = {}
+    for module, file in third_party_imports(paths):
+        found.setdefault(module.split(".")[0], set()).add(str(file.relative_to(ROOT)))
     return found
 
 
 def providers(module: str) -> set[str]:
     """The installed distributions that provide the top-level MODULE."""
     return {normalize(d) for d in importlib.metadata.packages_distributions().get(module, [])}
+
+
+def module_providers(module: str) -> set[str]:
+    """The installed distributions that provide MODULE. A namespace package shared by
+    several (opentelemetry) counts only those holding the module, or its nearest parent
+    that one holds (``opentelemetry.sdk.trace.TracerProvider``: opentelemetry-sdk)."""
+    dists = importlib.metadata.packages_distributions().get(module.split(".")[0], [])
+    if len(dists) <= 1:
+        return {normalize(d) for d in dists}
+    parts = module.split(".")
+    while len(parts) > 1:
+        path = "/".join(parts)
+        holders = {
+            normalize(d)
+            for d in dists
+            if any(
+                str(f).startswith(path + "/") or str(f) == path + ".py"
+                for f in importlib.metadata.distribution(d).files or []
+            )
+        }
+        if holders:
+            return holders
+        parts.pop()
+    return {normalize(d) for d in dists}
 
 
 def undeclared(imports: dict[str, set[str]], declared: set[str]) -> list[str]:
@@ -225,7 +257,7 @@ def test_pyproject_names_every_runtime_package_bookd_imports_and_pins_none():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     specs = project["dependencies"]
     names = {normalize(re.split(r"[=<>!~;\s\[]", spec, maxsplit=1)[0]) for spec in specs}
-    imported = set().union(*(providers(m) for m in top_level_imports(RUNTIME_SOURCES)))
+    imported = set().union(*(module_providers(m) for m, _ in third_party_imports(RUNTIME_SOURCES)))
     assert imported <= names, f"missing from pyproject: {sorted(imported - names)}"
     assert {"click", "python-json-logger"} <= names
     assert names <= set(read_input(RUNTIME_IN)), "pyproject names a package the lock lacks"

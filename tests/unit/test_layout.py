@@ -70,8 +70,14 @@ def test_the_import_contracts_hold():
         # An import running back up a layer: the core reaching for the web side.
         ("core/books.py", "import bookd.web.app", "Each side imports only the sides below it"),
         # The rules importing metrics instead of telling their outcomes.
-        ("rules/announcing.py", "import bookd.telemetry.metrics", "no AWS SDK, web or metrics"),
-        ("rules/work.py", "import boto3", "no AWS SDK, web or metrics"),
+        (
+            "rules/announcing.py",
+            "import bookd.telemetry.metrics",
+            "no AWS SDK, web, metrics or tracing",
+        ),
+        ("rules/work.py", "import boto3", "no AWS SDK, web, metrics or tracing"),
+        # The rules tracing by themselves instead of through bookd.core.tracing.
+        ("rules/work.py", "import opentelemetry.trace", "no AWS SDK, web, metrics or tracing"),
         # A circle between two modules of one package.
         ("rules/inflight.py", "import bookd.rules.settling", "No import circle"),
         # A new package nobody placed in a layer.
