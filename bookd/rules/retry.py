@@ -267,9 +267,9 @@ class Retry(Judge):
     ) -> None:
         super().__init__(dependencies, clock=clock, outcomes=outcomes)
         self._wait = wait
+        """Sleeps up to the given seconds; returns False at once when the listener stops."""
         self.tracing = tracing or Tracing()
         """Each try of a message's call runs in its span (the client spans are its children)."""
-        """Sleeps up to the given seconds; returns False at once when the listener stops."""
 
     def loop(
         self,
