@@ -65,8 +65,9 @@ run: provision
 	mkdir -p var
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/supervisord -n -c deploy/supervisord.conf
 
+# Every test; the small benchmark and fault run go in a second pytest beside the rest.
 test: venv localstack-up prometheus browser lint
-	$(BIN)/pytest
+	BIN=$(BIN) scripts/test.sh
 
 # Baseline, bookd, its call floor and the PutObject ceiling, direct and at 20 ms per request;
 # one FIFO group at 20 ms; one instance against two at 200 ms (~15 min).

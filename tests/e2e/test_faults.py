@@ -11,7 +11,7 @@ import pytest
 
 from faults.scenarios import SCENARIOS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.suite]
 
 ROOT = Path(__file__).resolve().parents[2]
 
