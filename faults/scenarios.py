@@ -280,13 +280,14 @@ def s3_slowdown(run: Run) -> float | None:
     phase settles SETTLE_SECONDS, then its uploads that reached S3 are counted for
     ``slow_for`` seconds; the SlowDown phase must hold HOLDS_AT_LEAST of the ceiling.
     """
-    per_second = SLOWDOWN_LIMIT / SLOWDOWN_SECONDS
-    phase = SETTLE_SECONDS + run.size.slow_for
-    run.send(int(per_second * 2 * phase * 1.5))  # the queue must not run dry meanwhile
+    # Enough books for each phase, sent as it begins: the queue must not run dry, and
+    # should not hold thousands more than that (FIFO queues slow down then).
+    per_phase = int(SLOWDOWN_LIMIT / SLOWDOWN_SECONDS * (SETTLE_SECONDS + run.size.slow_for) * 1.5)
     proxy = run.proxy()
     stored = ("s3", "PutObject", "admitted")
     rates = {}
     for action in ("queue", "slowdown"):
+        run.send(per_phase)
         proxy.heal()
         proxy.inject(
             Fault(

@@ -11,6 +11,10 @@ The group mode is chosen once, when the Processor is wired (BOOKD_GROUP_MODE):
 
 A book already stored by an earlier delivery of its message is found, not stored
 again (it is looked up first on a redelivery, or after a put whose outcome is unknown).
+
+Every put, in either mode, first takes a place in the uploads' Limiter
+(bookd.rules.limiter): S3's SlowDown makes fewer go at once, without pausing
+receiving; uploads that work let more go again.
 """
 
 from __future__ import annotations
@@ -19,24 +23,30 @@ from collections.abc import Callable
 from concurrent.futures import Executor, wait
 from typing import Protocol
 
-from bookd.core.books import metadata_value
+from bookd.core.books import Book, metadata_value
+from bookd.core.errors import AwsFault, FaultKind
 from bookd.core.outcomes import Outcomes
 from bookd.core.ports import (
     BOOK_ID_METADATA,
     GROUP_METADATA,
     MESSAGE_ID_METADATA,
     SEQUENCE_METADATA,
+    Message,
     Store,
 )
 from bookd.core.reasons import REJECTED_BY_S3, RETRIES_EXHAUSTED
 from bookd.rules.dead_letters import DeadLetters
 from bookd.rules.inflight import Inflight
+from bookd.rules.limiter import Limiter, Place
 from bookd.rules.retry import Abandoned, GaveUp, Retry, Verdict
 from bookd.rules.work import Group, Work
 
 EARLY_ANNOUNCE_SECONDS = 0.5
 """While a group's uploads run longer than this, its stored books before the slow
 one are announced without waiting for the rest."""
+
+PLACE_WAIT_SECONDS = 0.5
+"""How often an upload waiting for a place in the Limiter checks that it should still wait."""
 
 STRICT = "strict"
 """BOOKD_GROUP_MODE that stores and announces one book of a group at a time."""
@@ -54,8 +64,10 @@ class Uploader:
         dead_letters: DeadLetters,
         outcomes: Outcomes,
         aborting: Callable[[], bool],
+        limiter: Limiter,
     ) -> None:
         self.store = store
+        self.limiter = limiter
         self.retry = retry
         self.inflight = inflight
         self.dead_letters = dead_letters
@@ -82,6 +94,35 @@ class Uploader:
                 if found is not None:
                     return found, False
             w.needs_lookup = True  # if this put fails, the next try looks first
+            return self._put(m, book, content), True
+
+        try:
+            w.version_id, w.uploaded = self.retry.call(
+                attempt,
+                service="s3",
+                operation="PutObject",
+                probe=lambda: self.store.probe(book.bucket),
+                budget=w.budget,
+                message_id=m.message_id,
+                abandon=lambda: self.inflight.lapsed(m),
+                on_wait=on_wait,
+                backpressure=True,  # the Limiter answers SlowDown; receiving goes on
+            )
+        except GaveUp as exc:
+            reason = RETRIES_EXHAUSTED if exc.verdict is Verdict.GIVE_UP else REJECTED_BY_S3
+            self.dead_letters.send(w, reason, str(exc.fault))
+            return
+        finally:
+            w.payload = None  # stored or given up: its bytes are not needed again
+        if w.uploaded:
+            self.outcomes.uploaded(m, book)
+
+    def _put(self, m: Message, book: Book, content: bytes) -> str:
+        """One put, in a place of the Limiter; tells it whether the put worked or was
+        throttled."""
+        place = self._enter(m)
+        worked = throttled = False
+        try:
             version = self.store.put(
                 book.bucket,
                 book.key,
@@ -94,27 +135,25 @@ class Uploader:
                     SEQUENCE_METADATA: m.sequence_number,
                 },
             )
-            return version, True
-
-        try:
-            w.version_id, w.uploaded = self.retry.call(
-                attempt,
-                service="s3",
-                operation="PutObject",
-                probe=lambda: self.store.probe(book.bucket),
-                budget=w.budget,
-                message_id=m.message_id,
-                abandon=lambda: self.inflight.lapsed(m),
-                on_wait=on_wait,
-            )
-        except GaveUp as exc:
-            reason = RETRIES_EXHAUSTED if exc.verdict is Verdict.GIVE_UP else REJECTED_BY_S3
-            self.dead_letters.send(w, reason, str(exc.fault))
-            return
+            worked = True
+        except AwsFault as fault:
+            throttled = fault.kind is FaultKind.THROTTLED
+            raise
         finally:
-            w.payload = None  # stored or given up: its bytes are not needed again
-        if w.uploaded:
-            self.outcomes.uploaded(m, book)
+            self.limiter.leave(place, worked=worked, throttled=throttled)
+        return version
+
+    def _enter(self, m: Message) -> Place:
+        """A place in the Limiter; Abandoned if the listener aborts or the hold lapses
+        meanwhile (a stop that is not an abort waits: the uploads ahead finish)."""
+        while True:
+            place = self.limiter.enter(PLACE_WAIT_SECONDS)
+            if place is not None:
+                return place
+            if self.aborting():
+                raise Abandoned(hand_back=True)
+            if self.inflight.lapsed(m):
+                raise Abandoned(hand_back=False)
 
 
 class GroupMode(Protocol):
