@@ -96,9 +96,10 @@ class Fault:
     a prefix that gets more than it can take) or "queue" (hold each request beyond
     ``limit`` in flight until one is done, refusing none: the most a client can get
     from a service that takes ``limit`` at once). A request is in flight from its
-    first burst until the first burst of its answer (an upload's answer is its
-    headers). For these two, ``seconds`` is added to every request let through: the
-    time the busy service takes for it, so ``limit / seconds`` bounds the rate.
+    first burst until the first burst of its answer other than "100 Continue" (an
+    upload's answer is its headers). For these two, ``seconds`` is added to every
+    request let through: the time the busy service takes for it, so ``limit / seconds``
+    bounds the rate.
     """
 
     action: str
@@ -279,10 +280,10 @@ class Proxy:
                 if not data:
                     break
                 if not outbound:
-                    if data.startswith(b"HTTP/1.1 100 "):
-                        pass  # "100 Continue": the body is still to come, not an answer
-                    else:
-                        answered.set()
+                    # The body that follows "100 Continue" waits a round trip, as on a
+                    # real network; but the request keeps its place in a window.
+                    answered.set()
+                    if not data.startswith(b"HTTP/1.1 100 "):
                         self._leave(held)
                 elif answered.is_set():
                     answered.clear()
@@ -363,6 +364,8 @@ def _read_rest(client: socket.socket, first: bytes) -> None:
         name.strip().lower(): value.strip()
         for name, _, value in (line.partition(b":") for line in head.split(b"\r\n")[1:])
     }
+    if headers.get(b"expect", b"").lower() == b"100-continue":
+        return  # the client sends no body before "100 Continue", and gets none
     length = int(headers.get(b"content-length", b"0") or 0)
     chunked = b"chunked" in headers.get(b"transfer-encoding", b"")
     client.settimeout(READ_REST_TIMEOUT)
