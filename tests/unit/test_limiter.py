@@ -15,6 +15,13 @@ def places(limiter: Limiter, count: int):
     return taken
 
 
+def throttle_one_by_one(limiter: Limiter, times: int) -> None:
+    """``times`` uploads, each sent after the last was throttled, each throttled."""
+    for _ in range(times):
+        [place] = places(limiter, 1)
+        limiter.leave(place, throttled=True)
+
+
 def test_it_starts_at_its_ceiling_and_lets_no_more_in():
     limiter = Limiter(4)
     assert limiter.limit == 4
@@ -39,18 +46,14 @@ def test_a_throttle_cuts_the_limit_once_for_all_the_uploads_sent_before_it():
 
 def test_it_never_goes_below_one():
     limiter = Limiter(3)
-    for _ in range(10):
-        [place] = places(limiter, 1)
-        limiter.leave(place, throttled=True)
+    throttle_one_by_one(limiter, 10)
     assert limiter.limit == 1
     assert limiter.enter(0) is not None, "one upload always goes"
 
 
 def test_a_round_of_uploads_that_worked_adds_one_place_up_to_the_ceiling():
     limiter = Limiter(4)
-    for _ in range(3):
-        [place] = places(limiter, 1)
-        limiter.leave(place, throttled=True)
+    throttle_one_by_one(limiter, 3)
     assert limiter.limit == 1
     seen = []
     for _ in range(30):
@@ -64,9 +67,7 @@ def test_a_round_of_uploads_that_worked_adds_one_place_up_to_the_ceiling():
 
 def test_a_failure_that_is_not_a_throttle_changes_nothing():
     limiter = Limiter(8)
-    for _ in range(2):
-        [place] = places(limiter, 1)
-        limiter.leave(place, throttled=True)
+    throttle_one_by_one(limiter, 2)
     before = limiter.limit
     for _ in range(20):
         [place] = places(limiter, 1)

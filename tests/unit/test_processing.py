@@ -406,6 +406,21 @@ def test_s3_pushing_back_slows_the_uploads_without_pausing_or_dead_lettering(upl
     assert limiter.limit < 8 and limiter.in_flight == 0
 
 
+def test_an_upload_waiting_for_a_place_is_handed_back_when_the_listener_aborts():
+    h = Harness(concurrency=1)
+    h.input.put(book("b1"), group="g")
+    uploader = h.processor.mode.uploader
+    taken = uploader.limiter.enter(0)  # S3's one place is busy with another upload
+    answers = iter([False])  # the abort comes while b1 waits for the place
+    uploader.aborting = lambda: next(answers, True)
+    h.run(receives=1)
+    assert taken is not None and uploader.limiter.in_flight == 1
+    assert h.store.versions("b1.json") == [] and h.output.bodies() == []
+    assert h.inflight.count() == 0
+    [message] = h.input.messages
+    assert message.visible_at <= h.clock.now, "handed back at once, for the next listener"
+
+
 def test_a_failure_in_the_middle_holds_back_only_the_books_after_it(uploads):
     h = Harness(uploads=uploads, max_attempts=3, retry_for=60)
     for n in range(5):
