@@ -12,15 +12,16 @@ The group mode is chosen once, when the Processor is wired (BOOKD_GROUP_MODE):
 A book already stored by an earlier delivery of its message is found, not stored
 again (it is looked up first on a redelivery, or after a put whose outcome is unknown).
 
-Every put, in either mode, first takes a place in the uploads' Limiter
-(bookd.rules.limiter): S3's SlowDown makes fewer go at once, without pausing
-receiving; uploads that work let more go again.
+Every try to store a book (its lookup, if any, and its put), in either mode, first
+takes a place in the uploads' Limiter (bookd.rules.limiter): S3's SlowDown makes
+fewer go at once, without pausing receiving; uploads that work let more go again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, wait
+from contextlib import contextmanager
 from typing import Protocol
 
 from bookd.core.books import Book, metadata_value
@@ -89,12 +90,13 @@ class Uploader:
         content = w.content()
 
         def attempt() -> tuple[str, bool]:
-            if w.needs_lookup:
-                found = self.store.find(book.bucket, book.key, message_id=m.message_id)
-                if found is not None:
-                    return found, False
-            w.needs_lookup = True  # if this put fails, the next try looks first
-            return self._put(m, book, content), True
+            with self._place(m):
+                if w.needs_lookup:
+                    found = self.store.find(book.bucket, book.key, message_id=m.message_id)
+                    if found is not None:
+                        return found, False
+                w.needs_lookup = True  # if this put fails, the next try looks first
+                return self._put(m, book, content), True
 
         try:
             w.version_id, w.uploaded = self.retry.call(
@@ -118,30 +120,33 @@ class Uploader:
             self.outcomes.uploaded(m, book)
 
     def _put(self, m: Message, book: Book, content: bytes) -> str:
-        """One put, in a place of the Limiter; tells it whether the put worked or was
-        throttled."""
+        return self.store.put(
+            book.bucket,
+            book.key,
+            content,
+            metadata={
+                MESSAGE_ID_METADATA: m.message_id,
+                BOOK_ID_METADATA: metadata_value(book.id),
+                # So that `bookd replay` can announce it again as it was.
+                GROUP_METADATA: m.group_id,
+                SEQUENCE_METADATA: m.sequence_number,
+            },
+        )
+
+    @contextmanager
+    def _place(self, m: Message) -> Iterator[None]:
+        """One try of a book's S3 calls (a lookup, a put) in a place of the Limiter; tells
+        it whether they worked or were throttled."""
         place = self._enter(m)
         worked = throttled = False
         try:
-            version = self.store.put(
-                book.bucket,
-                book.key,
-                content,
-                metadata={
-                    MESSAGE_ID_METADATA: m.message_id,
-                    BOOK_ID_METADATA: metadata_value(book.id),
-                    # So that `bookd replay` can announce it again as it was.
-                    GROUP_METADATA: m.group_id,
-                    SEQUENCE_METADATA: m.sequence_number,
-                },
-            )
+            yield
             worked = True
         except AwsFault as fault:
             throttled = fault.kind is FaultKind.THROTTLED
             raise
         finally:
             self.limiter.leave(place, worked=worked, throttled=throttled)
-        return version
 
     def _enter(self, m: Message) -> Place:
         """A place in the Limiter; Abandoned if the listener aborts or the hold lapses
