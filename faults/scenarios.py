@@ -257,6 +257,84 @@ def s3_slow(run: Run) -> float | None:
     return run.wait_done(timeout=run.size.done_within) - healed
 
 
+SLOWDOWN_LIMIT = 2
+"""Uploads S3 takes at once in the SlowDown scenario (the N of issue #17)."""
+
+SLOWDOWN_SECONDS = 0.05
+"""Seconds the busy prefix takes for each upload it lets through: with SLOWDOWN_LIMIT,
+a ceiling of about 4 / 0.2 = 20 uploads/s, well under what bookd moves unhindered."""
+
+SETTLE_SECONDS = 3.0
+"""Seconds each phase of the SlowDown scenario runs before its rate is measured."""
+
+HOLDS_AT_LEAST = 0.70
+"""Of the ceiling, what bookd must hold while S3 answers SlowDown beyond the limit."""
+
+
+def s3_slowdown(run: Run) -> float | None:
+    """S3 takes SLOWDOWN_LIMIT uploads at once and answers ``503 SlowDown`` to the rest.
+
+    The ceiling that limit allows is measured first in the same run, on the same stack:
+    the proxy holds each upload beyond the limit until one is done ("queue"), so that
+    every place is used and none is refused. Then it refuses them ("slowdown"). Each
+    phase settles SETTLE_SECONDS, then its uploads that reached S3 are counted for
+    ``slow_for`` seconds; the SlowDown phase must hold HOLDS_AT_LEAST of the ceiling.
+    """
+    # Enough books for each phase, sent as it begins: the queue must not run dry, and
+    # should not hold thousands more than that (FIFO queues slow down then).
+    per_phase = int(SLOWDOWN_LIMIT / SLOWDOWN_SECONDS * (SETTLE_SECONDS + run.size.slow_for) * 1.5)
+    proxy = run.proxy()
+    stored = ("s3", "PutObject", "admitted")
+    rates = {}
+    for action in ("queue", "slowdown"):
+        run.send(per_phase)
+        proxy.heal()
+        proxy.inject(
+            Fault(
+                action,
+                service="s3",
+                operation="PutObject",
+                limit=SLOWDOWN_LIMIT,
+                seconds=SLOWDOWN_SECONDS,
+            )
+        )
+        if not run.stacks:
+            run.stack(endpoint=proxy.url)
+        time.sleep(SETTLE_SECONDS)
+        before, began = proxy.seen[stored], time.monotonic()
+        time.sleep(run.size.slow_for)
+        rates[action] = (proxy.seen[stored] - before) / (time.monotonic() - began)
+    left = run.remaining()
+    proxy.heal()
+    healed = time.monotonic()
+    refused = proxy.seen[("s3", "PutObject", "slowdown")]
+    held = rates["slowdown"] / rates["queue"] if rates["queue"] else 0.0
+    pauses = _log_lines(run.stacks[0], "s3 is throttled")
+    run.notes.append(
+        f"S3 took {SLOWDOWN_LIMIT} uploads at once, {SLOWDOWN_SECONDS:g} s each; ceiling "
+        f"(the rest held, none refused): {rates['queue']:.1f} uploads/s; with SlowDown to "
+        f"the rest: {rates['slowdown']:.1f} uploads/s, {held:.0%} of the ceiling; "
+        f"{refused} SlowDown answers in all; receiving paused for throttling {pauses} times"
+    )
+    if left == 0:
+        run.failures.append("the input queue ran dry before the end: the rates are too low")
+    if held < HOLDS_AT_LEAST:
+        run.failures.append(
+            f"held {held:.0%} of the ceiling under SlowDown; at least "
+            f"{HOLDS_AT_LEAST:.0%} is required"
+        )
+    return run.wait_done(timeout=run.size.done_within) - healed
+
+
+def _log_lines(stack: Stack, text: str) -> int:
+    """How many lines of the stack's log hold ``text``."""
+    try:
+        log = (stack.tmp / "stack.log").read_text(errors="replace")
+    except OSError:
+        return 0
+    return sum(text in line for line in log.splitlines())
+
+
 def localstack_restart(run: Run) -> float | None:
     """LocalStack restarted under a running stack (its state lost), then provisioned again.
 
@@ -356,6 +434,7 @@ SCENARIOS: dict[str, Callable[[Run], float | None]] = {
     "S3 down": _outage("s3"),
     "SQS down": _outage("sqs"),
     "S3 slow": s3_slow,
+    "S3 SlowDown": s3_slowdown,
     "LocalStack restarted": localstack_restart,
     "two instances": two_instances,
     "SIGTERM, full queue": sigterm_full_queue,

@@ -58,6 +58,10 @@ class Outcomes:
         """A pointer's payload (at ``location``) was not deleted after its message was; it
         stays in its bucket, its book stored and announced."""
 
+    def upload_limit(self, limit: int, ceiling: int, *, throttled: bool) -> None:
+        """The uploads allowed at once changed (bookd.rules.limiter): cut because S3
+        ``throttled`` an upload, or widened by one (never above ``ceiling``)."""
+
 
 class Broadcast(Outcomes):
     """Every outcome told to each receiver in turn (metrics, then log lines)."""

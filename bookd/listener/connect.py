@@ -37,7 +37,9 @@ def connect(settings: Settings, retry: Retry, *, stops: Callable[[], bool]) -> A
     s = settings
     s3 = make_client(s, "s3", pool=s.listener_connections, purpose="listener")
     sqs = make_client(s, "sqs", pool=s.listener_connections, purpose="listener")
-    store = BookStore(s3, bucket_owner=s.bucket_owner)
+    # Puts are tried once by botocore: a SlowDown goes to the limiter of uploads at once.
+    uploads = make_client(s, "s3", pool=s.listener_connections, attempts=1, purpose="listener")
+    store = BookStore(s3, bucket_owner=s.bucket_owner, uploads=uploads)
 
     def reach() -> Adapters:
         adapters = Adapters(

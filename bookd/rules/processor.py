@@ -35,6 +35,7 @@ from bookd.core.reasons import TOO_MANY_DELIVERIES
 from bookd.rules.announcing import Announcer
 from bookd.rules.dead_letters import DeadLetters
 from bookd.rules.inflight import Inflight
+from bookd.rules.limiter import Limiter
 from bookd.rules.payloads import Payloads
 from bookd.rules.retry import Abandoned, Budget, Retry
 from bookd.rules.settling import Settler
@@ -160,18 +161,14 @@ def make_processor(
         dead_letters=letters,
         outcomes=outcomes,
         aborting=aborting,
+        limiter=upload_limiter(settings.concurrency, outcomes),
     )
     return Processor(
         settings,
         inflight=inflight,
         mode=group_mode(settings.group_mode, uploader, uploads),
         payloads=Payloads(
-            store,
-            settings,
-            retry=retry,
-            inflight=inflight,
-            dead_letters=letters,
-            outcomes=outcomes,
+            store, settings, retry=retry, inflight=inflight, dead_letters=letters, outcomes=outcomes
         ),
         announcer=Announcer(
             output, retry=retry, inflight=inflight, dead_letters=letters, outcomes=outcomes
@@ -180,3 +177,16 @@ def make_processor(
         settler=Settler(input, retry=retry, inflight=inflight, outcomes=outcomes, clock=clock),
         clock=clock,
     )
+
+
+def upload_limiter(ceiling: int, outcomes: Outcomes) -> Limiter:
+    """The uploads' Limiter, telling ``outcomes`` each new limit; at its ceiling from the
+    start (told at once, for the gauge): no slow start at every listener start."""
+    limiter = Limiter(
+        ceiling,
+        on_change=lambda limit, throttled: outcomes.upload_limit(
+            limit, ceiling, throttled=throttled
+        ),
+    )
+    outcomes.upload_limit(ceiling, ceiling, throttled=False)
+    return limiter

@@ -7,7 +7,10 @@ Two layers, both set here:
 - bookd then judges the failure that gets through (``Retry.judge``):
 
   ============== ===================================================================
-  THROTTLED      the service is busy: pause receiving, back off; never counted
+  THROTTLED      the service is busy: pause receiving, back off; never counted. For a
+                 call whose concurrency adapts (``backpressure``: uploads, through
+                 bookd.rules.limiter), it is S3 asking for fewer at once, not an
+                 outage: retried after the backoff, receiving goes on
   UNAVAILABLE    probe the service: if it answers, the failure is the message's own
                  and counts against its Budget; if not, it is an outage: pause
                  receiving, back off, not counted. The same call failing for three
@@ -186,6 +189,7 @@ class Judge:
         message_id: str | None,
         owner: object,
         refusable: bool = True,
+        backpressure: bool = False,
     ) -> Verdict:
         """Decide what a failure means, opening the service's problem when it is not ours.
 
@@ -193,8 +197,12 @@ class Judge:
         (Dependencies.release). ``probe`` is a cheap call of the same service (None:
         the failing call is the cheapest probe there is, so the service is taken as
         away). With ``refusable`` False (a call made for no message) a rejection is
-        taken for misconfiguration.
+        taken for misconfiguration. With ``backpressure`` (the call's concurrency adapts
+        to throttling) a throttle opens no problem: it is retried, receiving goes on.
         """
+        if backpressure and fault.kind is FaultKind.THROTTLED:
+            self._outcomes.retried(fault)
+            return Verdict.RETRY
         verdict = self._verdict(fault, probe, budget, message_id, owner, refusable)
         if verdict is Verdict.RETRY:
             self._outcomes.retried(fault)
@@ -282,6 +290,7 @@ class Retry(Judge):
         refusable: bool = True,
         max_tries: int | None = None,
         max_entry_tries: int | None = None,
+        backpressure: bool = False,
     ) -> bool:
         """Try ``attempt`` until it leaves nothing to retry (True) or a limit ends it (False).
 
@@ -306,7 +315,7 @@ class Retry(Judge):
                 entry_tries += failure.entries
                 if _reached(tries, max_tries) or _reached(entry_tries, max_entry_tries):
                     return False
-                if not self._retries(failure, owner, probe, refusable, on_refused):
+                if not self._retries(failure, owner, probe, refusable, on_refused, backpressure):
                     continue
                 if on_wait is not None:
                     on_wait()
@@ -322,6 +331,7 @@ class Retry(Judge):
         probe: Callable[[], None] | None,
         refusable: bool,
         on_refused: Callable[[Verdict, AwsFault], None] | None,
+        backpressure: bool = False,
     ) -> bool:
         """Judge a failure: True to wait and try again; False once ``on_refused`` took
         what was refused (the loop goes on at once); GaveUp without one."""
@@ -332,6 +342,7 @@ class Retry(Judge):
             message_id=failure.message_id,
             owner=owner,
             refusable=refusable,
+            backpressure=backpressure,
         )
         if verdict is Verdict.RETRY:
             return True
@@ -352,9 +363,11 @@ class Retry(Judge):
         abandon: Callable[[], bool] = _never,
         on_wait: Callable[[], None] | None = None,
         refusable: bool = True,
+        backpressure: bool = False,
     ) -> T:
         """One call, tried until it works (see loop); GaveUp when its message is to be
-        dead-lettered. Its success ends the problems of every call that failed on the way."""
+        dead-lettered. Its success ends the problems of every call that failed on the way.
+        ``backpressure``: the call adapts to throttling itself (see Judge.judge)."""
         results: list[T] = []
         failed = {(service, operation)}
 
@@ -367,7 +380,14 @@ class Retry(Judge):
                 return Failure(fault, budget, message_id)
             return None
 
-        self.loop(attempt, probe=probe, abandon=abandon, on_wait=on_wait, refusable=refusable)
+        self.loop(
+            attempt,
+            probe=probe,
+            abandon=abandon,
+            on_wait=on_wait,
+            refusable=refusable,
+            backpressure=backpressure,
+        )
         for name in failed:  # each call this try made worked
             self.succeeded(*name)
         return results[0]

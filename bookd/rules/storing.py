@@ -11,32 +11,43 @@ The group mode is chosen once, when the Processor is wired (BOOKD_GROUP_MODE):
 
 A book already stored by an earlier delivery of its message is found, not stored
 again (it is looked up first on a redelivery, or after a put whose outcome is unknown).
+
+Every try to store a book (its lookup, if any, and its put), in either mode, first
+takes a place in the uploads' Limiter (bookd.rules.limiter): S3's SlowDown makes
+fewer go at once, without pausing receiving; uploads that work let more go again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, wait
+from contextlib import contextmanager
 from typing import Protocol
 
-from bookd.core.books import metadata_value
+from bookd.core.books import Book, metadata_value
+from bookd.core.errors import AwsFault, FaultKind
 from bookd.core.outcomes import Outcomes
 from bookd.core.ports import (
     BOOK_ID_METADATA,
     GROUP_METADATA,
     MESSAGE_ID_METADATA,
     SEQUENCE_METADATA,
+    Message,
     Store,
 )
 from bookd.core.reasons import REJECTED_BY_S3, RETRIES_EXHAUSTED
 from bookd.rules.dead_letters import DeadLetters
 from bookd.rules.inflight import Inflight
+from bookd.rules.limiter import Limiter, Place
 from bookd.rules.retry import Abandoned, GaveUp, Retry, Verdict
 from bookd.rules.work import Group, Work
 
 EARLY_ANNOUNCE_SECONDS = 0.5
 """While a group's uploads run longer than this, its stored books before the slow
 one are announced without waiting for the rest."""
+
+PLACE_WAIT_SECONDS = 0.5
+"""How often an upload waiting for a place in the Limiter checks that it should still wait."""
 
 STRICT = "strict"
 """BOOKD_GROUP_MODE that stores and announces one book of a group at a time."""
@@ -54,8 +65,10 @@ class Uploader:
         dead_letters: DeadLetters,
         outcomes: Outcomes,
         aborting: Callable[[], bool],
+        limiter: Limiter,
     ) -> None:
         self.store = store
+        self.limiter = limiter
         self.retry = retry
         self.inflight = inflight
         self.dead_letters = dead_letters
@@ -77,24 +90,13 @@ class Uploader:
         content = w.content()
 
         def attempt() -> tuple[str, bool]:
-            if w.needs_lookup:
-                found = self.store.find(book.bucket, book.key, message_id=m.message_id)
-                if found is not None:
-                    return found, False
-            w.needs_lookup = True  # if this put fails, the next try looks first
-            version = self.store.put(
-                book.bucket,
-                book.key,
-                content,
-                metadata={
-                    MESSAGE_ID_METADATA: m.message_id,
-                    BOOK_ID_METADATA: metadata_value(book.id),
-                    # So that `bookd replay` can announce it again as it was.
-                    GROUP_METADATA: m.group_id,
-                    SEQUENCE_METADATA: m.sequence_number,
-                },
-            )
-            return version, True
+            with self._place(m):
+                if w.needs_lookup:
+                    found = self.store.find(book.bucket, book.key, message_id=m.message_id)
+                    if found is not None:
+                        return found, False
+                w.needs_lookup = True  # if this put fails, the next try looks first
+                return self._put(m, book, content), True
 
         try:
             w.version_id, w.uploaded = self.retry.call(
@@ -106,6 +108,7 @@ class Uploader:
                 message_id=m.message_id,
                 abandon=lambda: self.inflight.lapsed(m),
                 on_wait=on_wait,
+                backpressure=True,  # the Limiter answers SlowDown; receiving goes on
             )
         except GaveUp as exc:
             reason = RETRIES_EXHAUSTED if exc.verdict is Verdict.GIVE_UP else REJECTED_BY_S3
@@ -115,6 +118,47 @@ class Uploader:
             w.payload = None  # stored or given up: its bytes are not needed again
         if w.uploaded:
             self.outcomes.uploaded(m, book)
+
+    def _put(self, m: Message, book: Book, content: bytes) -> str:
+        return self.store.put(
+            book.bucket,
+            book.key,
+            content,
+            metadata={
+                MESSAGE_ID_METADATA: m.message_id,
+                BOOK_ID_METADATA: metadata_value(book.id),
+                # So that `bookd replay` can announce it again as it was.
+                GROUP_METADATA: m.group_id,
+                SEQUENCE_METADATA: m.sequence_number,
+            },
+        )
+
+    @contextmanager
+    def _place(self, m: Message) -> Iterator[None]:
+        """One try of a book's S3 calls (a lookup, a put) in a place of the Limiter; tells
+        it whether they worked or were throttled."""
+        place = self._enter(m)
+        worked = throttled = False
+        try:
+            yield
+            worked = True
+        except AwsFault as fault:
+            throttled = fault.kind is FaultKind.THROTTLED
+            raise
+        finally:
+            self.limiter.leave(place, worked=worked, throttled=throttled)
+
+    def _enter(self, m: Message) -> Place:
+        """A place in the Limiter; Abandoned if the listener aborts or the hold lapses
+        meanwhile (a stop that is not an abort waits: the uploads ahead finish)."""
+        while True:
+            place = self.limiter.enter(PLACE_WAIT_SECONDS)
+            if place is not None:
+                return place
+            if self.aborting():
+                raise Abandoned(hand_back=True)
+            if self.inflight.lapsed(m):
+                raise Abandoned(hand_back=False)
 
 
 class GroupMode(Protocol):

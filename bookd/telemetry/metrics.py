@@ -67,6 +67,12 @@ DEPENDENCY_UP = Gauge(
     ["dependency"],
     multiprocess_mode="livemax",
 )
+UPLOAD_LIMIT = Gauge(
+    "bookd_upload_limit",
+    "Uploads the listener lets go to S3 at once: BOOKD_CONCURRENCY, cut to 90% at each S3 "
+    "SlowDown (throttling), widened by one per round of uploads that worked.",
+    multiprocess_mode="livemax",
+)
 LISTENER_UP = Gauge(
     "bookd_listener_up",
     "1 while a listener process is running and polling.",

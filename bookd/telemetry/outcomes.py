@@ -17,6 +17,7 @@ from bookd.core.errors import AwsFault
 from bookd.core.outcomes import Broadcast, Outcomes
 from bookd.core.ports import Message
 from bookd.telemetry import metrics
+from bookd.telemetry.limits import UploadLimit
 
 log = logging.getLogger("bookd.rules")
 """The rules' lines come under the rules' name, whoever writes them."""
@@ -150,7 +151,7 @@ class Logged(Outcomes):
 
 def telemetry() -> Outcomes:
     """Every outcome counted, then logged."""
-    return Broadcast(Counted(), Logged())
+    return Broadcast(Counted(), Logged(), UploadLimit())
 
 
 def _about(messages: Sequence[Message]) -> dict[str, object]:

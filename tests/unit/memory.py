@@ -335,12 +335,20 @@ class MemoryStore(Faulty):
         self._in_flight = 0
         self.most_in_flight = 0
         """The most puts that were under way at one moment."""
+        self.takes_at_once: int | None = None
+        """Puts beyond this many under way at once are answered SlowDown, as S3 does to a
+        prefix that gets more than it can take (None: no limit)."""
+        self.slowed_down = 0
 
     def put(self, bucket: str, key: str, body: bytes, *, metadata: Mapping[str, str]) -> str:
         with self._lock:
             self._in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self._in_flight)
+            crowded = self.takes_at_once is not None and self._in_flight > self.takes_at_once
+            self.slowed_down += crowded
         try:
+            if crowded:
+                raise fault("SlowDown")
             time.sleep(self.slow.get(key, 0.0))
             with self._lock:
                 return self._put(bucket, key, body, metadata)

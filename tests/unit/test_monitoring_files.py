@@ -45,6 +45,7 @@ CONTRACT = {
     "bookd_message_processing_seconds": "histogram",
     "bookd_listener_up": "gauge",
     "bookd_dependency_up": "gauge",
+    "bookd_upload_limit": "gauge",
     "bookd_queue_messages": "gauge",
     "bookd_queue_oldest_message_age_seconds": "gauge",
     "bookd_aws_request_duration_seconds": "histogram",

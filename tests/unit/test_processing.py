@@ -385,6 +385,42 @@ def test_uploads_of_different_titles_overlap(uploads):
     assert h.announced("g") == [f"b{n}" for n in range(8)]
 
 
+def test_s3_pushing_back_slows_the_uploads_without_pausing_or_dead_lettering(uploads):
+    # Issue 17: S3 takes two puts at once and answers SlowDown to the rest.
+    h = Harness(uploads=uploads, concurrency=8, max_attempts=1, retry_for=0)
+    for n in range(40):
+        h.input.put(book(f"b{n}", title=f"T{n}"), group=f"g{n % 2}")
+    h.store.slow = {f"T{n}.json": 0.01 for n in range(40)}
+    h.store.takes_at_once = 2
+    paused = []
+    report = h.dependencies.report
+    h.dependencies.report = lambda fault, **kw: (paused.append(fault), report(fault, **kw))
+    h.run()
+    assert h.store.slowed_down > 0, "S3 did push back"
+    assert paused == [], "back-pressure, not an outage: receiving never paused"
+    assert reasons(h) == {}
+    for group in ("g0", "g1"):
+        assert h.announced(group) == [f"b{n}" for n in range(40) if n % 2 == int(group[1])]
+    assert all(len(h.store.versions(f"T{n}.json")) == 1 for n in range(40))
+    limiter = h.processor.mode.uploader.limiter
+    assert limiter.limit < 8 and limiter.in_flight == 0
+
+
+def test_an_upload_waiting_for_a_place_is_handed_back_when_the_listener_aborts():
+    h = Harness(concurrency=1)
+    h.input.put(book("b1"), group="g")
+    uploader = h.processor.mode.uploader
+    taken = uploader.limiter.enter(0)  # S3's one place is busy with another upload
+    answers = iter([False])  # the abort comes while b1 waits for the place
+    uploader.aborting = lambda: next(answers, True)
+    h.run(receives=1)
+    assert taken is not None and uploader.limiter.in_flight == 1
+    assert h.store.versions("b1.json") == [] and h.output.bodies() == []
+    assert h.inflight.count() == 0
+    [message] = h.input.messages
+    assert message.visible_at <= h.clock.now, "handed back at once, for the next listener"
+
+
 def test_a_failure_in_the_middle_holds_back_only_the_books_after_it(uploads):
     h = Harness(uploads=uploads, max_attempts=3, retry_for=60)
     for n in range(5):

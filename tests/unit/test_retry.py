@@ -50,6 +50,23 @@ def judge(code: str, *, probe_works: bool, budget: Budget | None = None):
     return verdict, dependencies
 
 
+def test_a_throttle_of_an_adaptive_call_is_back_pressure_not_a_pause():
+    clock = FakeClock()
+    dependencies = Dependencies()
+    retry = Retry(dependencies, wait=clock.wait, clock=clock)
+    budget = Budget(1, 0)
+    slowdown = fault("SlowDown")
+    verdict = retry.judge(
+        slowdown, probe=None, budget=budget, message_id="m", owner=retry, backpressure=True
+    )
+    assert verdict is Verdict.RETRY
+    assert not dependencies.blocked(), "receiving goes on: the uploads' limit adapts"
+    assert budget.attempts == 0, "never counted against the book"
+    # Without an adaptive limit, throttling still pauses receiving.
+    retry.judge(slowdown, probe=None, budget=budget, message_id="m", owner=retry)
+    assert dependencies.blocked()
+
+
 def test_an_error_while_the_service_answers_probes_counts_against_the_message():
     budget = Budget(5, 0)
     verdict, dependencies = judge("InternalError", probe_works=True, budget=budget)
