@@ -69,8 +69,9 @@ run: provision
 test: venv localstack-up prometheus browser lint
 	BIN=$(BIN) scripts/test.sh
 
-# Baseline, bookd, its call floor and the PutObject ceiling, direct and at 20 ms per request;
-# one FIFO group at 20 ms; one instance against two at 200 ms (~15 min).
+# Baseline, bookd, its call floor and the PutObject ceiling, direct and at 20 ms per request,
+# in five rounds; one FIFO group at 20 ms; steady loads; one, two and four instances at
+# 200 ms; memory, HTTP under load, start and stop (~17 min).
 bench: venv localstack-up
 	$(BIN)/python -m bench.run
 
@@ -82,7 +83,8 @@ lint: venv
 clean:
 	rm -rf $(VENV) var
 
-# The fault suite: kills, outages, a LocalStack restart, two instances, SIGTERM (~15 min).
+# The fault suite: kills, outages, S3 SlowDown, a LocalStack restart, two instances, SIGTERM
+# (~17 min).
 # Every book must end stored and announced once, in group order, or dead-lettered.
 faults: venv localstack-up
 	$(BIN)/python -m faults.run

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.suite]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.timeout(720)  # ten scenarios, about 4.5 minutes on 2 shared cores
+@pytest.mark.timeout(720)  # eleven scenarios, about 5 minutes on 2 shared cores
 def test_every_fault_scenario_loses_duplicates_reorders_and_dead_letters_nothing(
     base_settings, tmp_path
 ):
