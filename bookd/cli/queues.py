@@ -9,11 +9,9 @@ from typing import Any
 
 import click
 
+from bookd.cli.progress import progress
 from bookd.core.config import Settings
 from bookd.core.exits import EXIT_DOWN, EXIT_INCOMPLETE
-
-PROGRESS_FROM = 100
-"""Inputs of at least this many books get a progress bar (on a terminal)."""
 
 
 @click.command()
@@ -62,12 +60,7 @@ def send(
         )
         for n, b in enumerate(bodies)
     ]
-    with click.progressbar(
-        length=len(outgoing),
-        label="sending",
-        file=sys.stderr,
-        hidden=len(outgoing) < PROGRESS_FROM or not sys.stderr.isatty(),
-    ) as bar:
+    with progress(len(outgoing), "sending") as bar:
         sent = send_in_order(queue, outgoing, on_batch=lambda chunk: bar.update(len(chunk)))
     for ref, problem in sorted(sent.problems.items(), key=lambda item: int(item[0])):
         click.echo(f"bookd: book {int(ref) + 1} not sent: {problem}", err=True)

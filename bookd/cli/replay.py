@@ -10,11 +10,9 @@ from datetime import UTC, datetime
 
 import click
 
+from bookd.cli.progress import progress
 from bookd.core.config import Settings
 from bookd.core.exits import EXIT_INCOMPLETE
-
-PROGRESS_FROM = 100
-"""Replays of at least this many versions get a progress bar (on a terminal)."""
 
 
 def _moment(value: str | None) -> float | None:
@@ -75,12 +73,7 @@ def replay(
         replaying.forget(choice)
     choice = replaying.resolve(choice)
     versions = replaying.plan(choice)
-    with click.progressbar(
-        length=len(versions),
-        label="replaying",
-        file=sys.stderr,
-        hidden=len(versions) < PROGRESS_FROM or not sys.stderr.isatty(),
-    ) as bar:
+    with progress(len(versions), "replaying") as bar:
         result = replaying.run(choice, versions, dry_run=dry_run, on_batch=bar.update)
     verb = "would announce" if dry_run else "announced"
     resumed = f" (going on after {result.resumed_after})" if result.resumed_after else ""

@@ -38,11 +38,10 @@ from bookd.core.reasons import (
     PAYLOAD_MISSING,
     PAYLOAD_TOO_LARGE,
     REJECTED_BY_S3,
-    RETRIES_EXHAUSTED,
 )
 from bookd.rules.dead_letters import DeadLetters
 from bookd.rules.inflight import Inflight
-from bookd.rules.retry import GaveUp, Retry, Verdict
+from bookd.rules.retry import GaveUp, Retry
 from bookd.rules.work import Work
 
 
@@ -107,8 +106,7 @@ class Payloads:
                 abandon=lambda: self.inflight.lapsed(m),
             )
         except GaveUp as exc:
-            reason = RETRIES_EXHAUSTED if exc.verdict is Verdict.GIVE_UP else REJECTED_BY_S3
-            self.dead_letters.send(w, reason, str(exc.fault))
+            self.dead_letters.send(w, exc.reason(REJECTED_BY_S3), str(exc.fault))
             return None
         if not payload.found:
             raise InvalidBook(PAYLOAD_MISSING, f"payload {pointer} does not exist")

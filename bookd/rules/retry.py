@@ -48,6 +48,7 @@ from typing import Generic, TypeVar
 
 from bookd.core.errors import AwsFault, FaultKind
 from bookd.core.outcomes import Outcomes
+from bookd.core.reasons import RETRIES_EXHAUSTED
 from bookd.core.tracing import Tracing
 from bookd.rules.dependencies import Dependencies
 
@@ -136,6 +137,11 @@ class GaveUp(Exception):  # noqa: N818 - carries the outcome, not a bug
         super().__init__(str(fault))
         self.verdict = verdict
         self.fault = fault
+
+    def reason(self, refused: str) -> str:
+        """The dead-letter reason: retries-exhausted once the budget is used up, else
+        ``refused`` (the service's own, e.g. rejected-by-s3)."""
+        return RETRIES_EXHAUSTED if self.verdict is Verdict.GIVE_UP else refused
 
 
 @dataclass(frozen=True)

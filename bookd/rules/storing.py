@@ -35,11 +35,11 @@ from bookd.core.ports import (
     Message,
     Store,
 )
-from bookd.core.reasons import REJECTED_BY_S3, RETRIES_EXHAUSTED
+from bookd.core.reasons import REJECTED_BY_S3
 from bookd.rules.dead_letters import DeadLetters
 from bookd.rules.inflight import Inflight
 from bookd.rules.limiter import Limiter, Place
-from bookd.rules.retry import Abandoned, GaveUp, Retry, Verdict
+from bookd.rules.retry import Abandoned, GaveUp, Retry
 from bookd.rules.work import Group, Work
 
 EARLY_ANNOUNCE_SECONDS = 0.5
@@ -111,8 +111,7 @@ class Uploader:
                 backpressure=True,  # the Limiter answers SlowDown; receiving goes on
             )
         except GaveUp as exc:
-            reason = RETRIES_EXHAUSTED if exc.verdict is Verdict.GIVE_UP else REJECTED_BY_S3
-            self.dead_letters.send(w, reason, str(exc.fault))
+            self.dead_letters.send(w, exc.reason(REJECTED_BY_S3), str(exc.fault))
             return
         finally:
             w.payload = None  # stored or given up: its bytes are not needed again
