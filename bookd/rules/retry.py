@@ -424,7 +424,6 @@ class Retry(Judge):
         goes to ``on_refused`` and the rest go on at once. Returns what a limit left.
         """
         tries = _Batch(self, items, send, key, service, operation, budget, on_try, settled)
-        tries.tracing = self.tracing
         if tries.pending and not self.loop(
             tries.attempt,
             probe=probe,
@@ -447,7 +446,7 @@ class _Batch(Generic[T]):
 
     def __init__(
         self,
-        judge: Judge,
+        retry: Retry,
         items: Sequence[T],
         send: Callable[[Sequence[T]], Mapping[str, AwsFault]],
         key: Callable[[T], str],
@@ -457,13 +456,13 @@ class _Batch(Generic[T]):
         on_try: Callable[[Sequence[T], Mapping[str, AwsFault]], None],
         settled: Callable[[AwsFault], bool],
     ) -> None:
-        self.judge = judge
+        self.judge = retry
         self.pending = list(items)
         self.left: Left[T] = Left()
         self._send, self._key, self._budget = send, key, budget
         self._service, self._operation = service, operation
         self._on_try, self._settled = on_try, settled
-        self.tracing = Tracing()
+        self.tracing = retry.tracing
 
     def attempt(self) -> Failure | None:
         if not self.pending:
