@@ -9,6 +9,7 @@ listen``) the values live in this process's default registry.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import platform
 import threading
@@ -172,42 +173,52 @@ clients a second apart it queued requests for hundreds of milliseconds. A second
 at most is fresh enough for a scrape every few seconds and for a person."""
 
 
+class _Read:
+    """One read of every process's metrics, and what is made of it: the text exposition
+    and the totals, each made once per read (under load, rendering the text for every
+    request cost more than the read itself)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:  # what generate_latest takes
+        return self.families
+
+    @functools.cached_property
+    def text(self) -> bytes:
+        return generate_latest(self)  # type: ignore[arg-type]
+
+    @functools.cached_property
+    def counts(self) -> Counts:
+        return _count(self.families)
+
+
 class _Recent:
     """The last read of every process's metrics, reused for READ_SECONDS (per process)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._read: tuple[float, list[Metric]] | None = None
+        self._read: tuple[float, _Read] | None = None
 
-    def collect(self, settings: Settings) -> list[Metric]:
+    def read(self, settings: Settings) -> _Read:
         if settings.prometheus_multiproc_dir is None:
-            return list(REGISTRY.collect())  # this process's own: nothing to read
+            return _Read(list(REGISTRY.collect()))  # this process's own: nothing to read
         with self._lock:  # one read at a time; whoever waited takes the fresh one
             now = time.monotonic()
             if self._read is None or now - self._read[0] > READ_SECONDS:
                 registry = CollectorRegistry()
                 path = str(settings.prometheus_multiproc_dir)
                 multiprocess.MultiProcessCollector(registry, path=path)
-                self._read = (now, list(registry.collect()))
+                self._read = (now, _Read(list(registry.collect())))
             return self._read[1]
 
 
 _recent = _Recent()
 
 
-class _Families:
-    """What generate_latest takes: an object whose collect() gives the families."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> list[Metric]:
-        return self._families
-
-
 def render(settings: Settings) -> bytes:
     """The text exposition of every process's metrics (read at most READ_SECONDS ago)."""
-    return generate_latest(_Families(_recent.collect(settings)))  # type: ignore[arg-type]
+    return _recent.read(settings).text
 
 
 def mark_dead(settings: Settings, pid: int) -> None:
@@ -238,10 +249,14 @@ _TOTALS = {
 
 def counts(settings: Settings) -> Counts:
     """What bookd has counted so far, in every process (for GET / and the console)."""
+    return _recent.read(settings).counts
+
+
+def _count(families: list[Metric]) -> Counts:
     totals = dict.fromkeys(_TOTALS.values(), 0.0)
     buckets: dict[float, float] = {}
     calls: dict[str, float] = {}
-    for family in _recent.collect(settings):
+    for family in families:
         for sample in family.samples:
             if sample.name in _TOTALS:
                 totals[_TOTALS[sample.name]] += sample.value
