@@ -24,9 +24,11 @@ from botocore.config import Config
 from bookd.core.config import Settings
 from bookd.telemetry import metrics
 
-CLIENT_RETRIES = {"mode": "standard", "max_attempts": 3}
-"""botocore's own retries of each call (its "standard" mode: three tries, jittered),
-which absorb blips before bookd's retry policy (bookd.rules.retry) sees a failure."""
+CLIENT_RETRIES = {"mode": "standard", "total_max_attempts": 3}
+"""botocore's own retries of each call (its "standard" mode: three tries in all,
+jittered), which absorb blips before bookd's retry policy (bookd.rules.retry) sees a
+failure. botocore's other key, ``max_attempts``, counts the retries after the first
+try: 3 there would be four tries, and 1 two."""
 
 
 class _Session:
@@ -65,13 +67,14 @@ def make_client(
 ) -> Any:
     """A boto3 client for ``service`` that sends every call to the configured endpoint.
 
-    ``purpose`` names the part of bookd that calls (listener, web, cli, peek,
+    ``attempts`` is how many tries botocore makes of each call, the first included
+    (default: CLIENT_RETRIES). ``purpose`` names the part of bookd that calls (listener, web, cli, peek,
     provision; "other" for tests and tools) in the BOOKD_AWS_CALL_LOG, which shows
     what IAM permissions each part uses.
     """
     retries = dict(CLIENT_RETRIES)
     if attempts is not None:
-        retries["max_attempts"] = attempts
+        retries["total_max_attempts"] = attempts
     config = Config(
         region_name=settings.region,
         connect_timeout=settings.check_timeout,
