@@ -68,9 +68,9 @@ def make_client(
     """A boto3 client for ``service`` that sends every call to the configured endpoint.
 
     ``attempts`` is how many tries botocore makes of each call, the first included
-    (default: CLIENT_RETRIES). ``purpose`` names the part of bookd that calls (listener, web, cli, peek,
-    provision; "other" for tests and tools) in the BOOKD_AWS_CALL_LOG, which shows
-    what IAM permissions each part uses.
+    (default: CLIENT_RETRIES). ``purpose`` names the part of bookd that calls
+    (listener, web, cli, peek, provision; "other" for tests and tools) in the
+    BOOKD_AWS_CALL_LOG, which shows what IAM permissions each part uses.
     """
     retries = dict(CLIENT_RETRIES)
     if attempts is not None:
