@@ -425,3 +425,23 @@ def test_replay_announces_stored_books_again_as_they_were_and_once(
     code, out = bookd(state_settings, "replay", "--bucket", bucket)
     assert code == 0 and "announced 3 books" in out
     assert queues.outputs(1, timeout=3) == []
+
+
+def test_send_shows_a_bar_at_a_terminal_for_many_books_and_none_for_few(settings, queues, tmp_path):
+    env = {**os.environ, **settings.to_env()}
+    many = tmp_path / "many.jsonl"
+    many.write_text("\n".join(json.dumps({**BOOK, "id": str(n)}) for n in range(150)))
+    code, screen = screen_of([sys.executable, "-m", "bookd", "send", str(many)], env, columns=100)
+    assert code == 0, screen
+    [bar] = [line for line in screen if line.startswith("sending")]
+    assert bar.rstrip().endswith("100%") and "#" in bar, screen
+    assert screen[-1].startswith("sent 150 of 150 books to "), screen
+    assert screen.index(bar) < len(screen) - 1, "the bar ends before the answer"
+
+    few = tmp_path / "few.jsonl"
+    few.write_text("\n".join(json.dumps({**BOOK, "id": str(n)}) for n in range(3)))
+    code, screen = screen_of([sys.executable, "-m", "bookd", "send", str(few)], env, columns=100)
+    assert code == 0, screen
+    assert not any(line.startswith("sending") for line in screen), screen
+    assert screen[-1].startswith("sent 3 of 3 books to "), screen
+    assert len(queues.collect(settings.input_queue, 153, timeout=20)) == 153
