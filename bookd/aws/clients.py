@@ -3,17 +3,12 @@
 Every call goes to the configured endpoint and is timed into bookd_aws_request_*;
 with BOOKD_AWS_CALL_LOG set, it is also logged (what IAM permissions bookd uses).
 Clients are made by whoever uses them, in the process that uses them: a boto3 client
-made before a fork must not be used after it (botocore#1246). The clients of one
-process come from one boto3 session, so that they share its loaded service models:
-the first S3 client of a session costs about 60 ms of CPU to load S3's, each further
-client about 5 ms; a process gets a new session after a fork.
+made before a fork must not be used after it (botocore#1246).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,31 +24,6 @@ CLIENT_RETRIES = {"mode": "standard", "total_max_attempts": 3}
 jittered), which absorb blips before bookd's retry policy (bookd.rules.retry) sees a
 failure. botocore's other key, ``max_attempts``, counts the retries after the first
 try: 3 there would be four tries, and 1 two."""
-
-
-class _Session:
-    """This process's boto3 session. boto3's sessions are not thread-safe, so clients are
-    made under a lock; a forked child drops both and makes its own."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self._session: boto3.session.Session | None = None
-
-    def get(self) -> boto3.session.Session:
-        if self._session is None:
-            self._session = boto3.session.Session()
-        return self._session
-
-
-_session = _Session()
-
-
-def _after_fork() -> None:
-    global _session
-    _session = _Session()
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 
 def make_client(
@@ -85,15 +55,15 @@ def make_client(
         # LocalStack serves buckets by path; AWS accepts both.
         s3={"addressing_style": "path"} if settings.endpoint_url else None,
     )
-    with _session.lock:
-        client = _session.get().client(
-            service,
-            endpoint_url=settings.endpoint_url,
-            aws_access_key_id=settings.access_key_id,
-            aws_secret_access_key=settings.secret_access_key,
-            aws_session_token=settings.session_token,
-            config=config,
-        )
+    session = boto3.session.Session()
+    client = session.client(
+        service,
+        endpoint_url=settings.endpoint_url,
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=settings.secret_access_key,
+        aws_session_token=settings.session_token,
+        config=config,
+    )
     _time_calls(client)
     if settings.aws_call_log is not None:
         _log_calls(client, settings.aws_call_log, purpose)
