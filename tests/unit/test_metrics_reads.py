@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from bookd.core.config import Settings
 from bookd.telemetry import metrics
@@ -13,6 +14,12 @@ from bookd.telemetry import metrics
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
+    # One process's file, as prometheus-client writes it: 7 messages processed.
+    written = MmapedDict(str(tmp_path / "counter_4242.db"))
+    name = "bookd_messages_processed"
+    key = mmap_key(name, f"{name}_total", [], [], "Input messages finished.")
+    written.write_value(key, 7.0, 0.0)
+    written.close()
     return Settings.from_env({}).replace(prometheus_multiproc_dir=tmp_path)
 
 
@@ -23,8 +30,10 @@ def fresh_reads(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_requests_within_a_read_share_its_text_and_totals(settings: Settings) -> None:
     text = metrics.render(settings)
+    assert b"bookd_messages_processed_total 7.0" in text
     assert text is metrics.render(settings), "the text is rendered once per read"
     assert metrics.counts(settings) is metrics.counts(settings)
+    assert metrics.counts(settings).processed == 7
 
 
 def test_a_read_older_than_read_seconds_is_replaced(
