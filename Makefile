@@ -84,7 +84,7 @@ clean:
 	rm -rf $(VENV) var
 
 # The fault suite: kills, outages, S3 SlowDown, a LocalStack restart, two instances, SIGTERM
-# (~17 min).
+# (~15 min).
 # Every book must end stored and announced once, in group order, or dead-lettered.
 faults: venv localstack-up
 	$(BIN)/python -m faults.run
