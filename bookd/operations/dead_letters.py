@@ -75,8 +75,9 @@ class Snapshot:
     moves on; ``release`` hands back what the caller keeps. A FIFO queue hands out no
     more of a group while some of it is held, so a walk that keeps letters sees at
     most the first ten of each group (``list``, ``--dry-run``, or another reason's).
-    Letters someone else holds for a moment (another walk, the console's summary) are
-    waited for, up to OTHERS_WAIT seconds, before a walk takes the queue for empty.
+    Letters someone else holds for a moment (another walk, the listener's summary for
+    the console) are waited for, up to OTHERS_WAIT seconds, before a walk ends, whether
+    the queue looked empty or handed out only newer letters.
     """
 
     def __init__(self, queue: WalkedQueue, *, hold: int = HOLD_SECONDS, wait_time: int = 1) -> None:
@@ -96,25 +97,29 @@ class Snapshot:
         """The snapshot's letters, a receive at a time (up to ``limit`` letters in all)."""
         idle = 0
         waited = 0.0
-        while (limit is None or len(self._met) < limit) and idle < IDLE_RECEIVES:
+        while limit is None or len(self._met) < limit:
             batch = self.queue.receive(
                 wait_time=self.wait_time, visibility_timeout=self.hold, with_message_attributes=True
             )
-            if not batch:
-                if waited < OTHERS_WAIT and self._others_hold():
-                    time.sleep(OTHERS_POLL)
-                    waited += OTHERS_POLL
-                    continue
-                return
             self.held += batch
             taken = [m for m in batch if self._in_snapshot(m)]
             taken = taken[: None if limit is None else limit - len(self._met)]
-            if not taken:
-                idle += 1
+            if taken:
+                idle = 0
+                self._met.update(m.message_id for m in taken)
+                yield taken
                 continue
-            idle = 0
-            self._met.update(m.message_id for m in taken)
-            yield taken
+            idle += 1
+            if batch and idle < IDLE_RECEIVES:
+                continue
+            # Empty, or only newer letters: the end, unless someone else holds letters
+            # for a moment (the listener's own summary walk holds the old ones while
+            # new ones keep coming).
+            if waited < OTHERS_WAIT and self._others_hold():
+                time.sleep(OTHERS_POLL)
+                waited += OTHERS_POLL
+                continue
+            return
 
     def _in_snapshot(self, message: Message) -> bool:
         return (
