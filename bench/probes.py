@@ -64,8 +64,9 @@ def http_latency(
     poll), and latency counts from when a request was due, so a server that falls
     behind pays for it; without, each sends the next ``think`` seconds after one is
     answered (a person's or a dashboard's pace; 0: at once). The clients are threads
-    of up to CLIENT_PROCESSES processes. Returns p50/p99 seconds and the status codes
-    seen.
+    of up to CLIENT_PROCESSES processes, spawned: the caller's main module must be safe
+    to import (``if __name__ == "__main__"``), as bench.run and pytest are. Returns
+    p50/p99 seconds and the status codes seen.
     """
     load = _Load(url, clients, requests_each, interval, think)
     processes = min(CLIENT_PROCESSES, clients)
