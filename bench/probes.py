@@ -143,8 +143,6 @@ def _client_process(
     load: _Load, clients: range, ready: Any, answers: multiprocessing.queues.Queue
 ) -> None:
     """One process's share of the clients: its samples go to ``answers``."""
-    samples: list[_Sample] = []
-    lock = threading.Lock()
     start = 0.0
 
     def begin() -> None:
@@ -157,8 +155,9 @@ def _client_process(
 
     mine = threading.Barrier(len(clients), action=begin, timeout=60)
 
-    def client(index: int) -> None:
+    def client(index: int) -> list[_Sample]:
         # Clients spread over the first interval rather than all firing at once.
+        samples: list[_Sample] = []
         offset = load.interval * index / load.clients if load.interval else 0.0
         with requests.Session() as session:
             mine.wait()
@@ -182,12 +181,11 @@ def _client_process(
                 except requests.RequestException as exc:
                     code = type(exc).__name__
                 seconds = time.perf_counter() - began
-                with lock:
-                    samples.append(_Sample(seconds, sent - began, n, worker, code))
+                samples.append(_Sample(seconds, sent - began, n, worker, code))
+        return samples
 
     with ThreadPoolExecutor(len(clients)) as pool:
-        list(pool.map(client, clients))
-    answers.put(samples)
+        answers.put([sample for part in pool.map(client, clients) for sample in part])
 
 
 class SaturationProbe:
