@@ -61,11 +61,14 @@ class LetterSummary:
         *,
         watch: LetterWatch,
         stale_file: Path,
+        pause: Callable[[float], bool],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.queue = queue
         self.watch = watch
         self.stale_file = stale_file
+        self.pause = pause
+        """Sleeps while letters are held elsewhere; False when the listener stops."""
         self._clock = clock
         self._next = 0.0
         self._waiting: int | None = None
@@ -93,8 +96,9 @@ class LetterSummary:
         return self.stale_file.exists()
 
     def _walk(self) -> list[Letter]:
-        # No long poll: the walk runs in the listener's tick, which a stop must not wait for.
-        snapshot = Snapshot(self.queue, hold=HOLD_SECONDS, wait_time=0)
+        # No long poll, and no wait for letters held elsewhere once the listener stops:
+        # the walk runs in the listener's tick, which a stop must not wait for.
+        snapshot = Snapshot(self.queue, hold=HOLD_SECONDS, wait_time=0, pause=self.pause)
         letters = []
         try:
             for batch in snapshot.batches():

@@ -137,6 +137,7 @@ class BookListener(SqsListener):
                 self._adapters.dead_letters,
                 watch=self._letter_watch,
                 stale_file=self.settings.state_dir / STALE_FILE,
+                pause=self._wait,
             )
             self.connected_at = time.time()
 

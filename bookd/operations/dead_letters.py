@@ -28,8 +28,13 @@ IDLE_RECEIVES = 3
 """Receives in a row with only letters newer than a walk (or met already) that end it."""
 
 OTHERS_WAIT = 3.0
-"""Seconds a walk that finds the queue empty waits for letters someone else holds."""
+"""Seconds a walk that would end waits for letters someone else holds."""
 OTHERS_POLL = 0.5
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return True
 
 
 @dataclass(frozen=True)
@@ -77,14 +82,23 @@ class Snapshot:
     most the first ten of each group (``list``, ``--dry-run``, or another reason's).
     Letters someone else holds for a moment (another walk, the listener's summary for
     the console) are waited for, up to OTHERS_WAIT seconds, before a walk ends, whether
-    the queue looked empty or handed out only newer letters.
+    the queue looked empty or handed out only newer letters; ``pause`` sleeps in
+    between, and ends the walk at once when it returns False (a listener stopping).
     """
 
-    def __init__(self, queue: WalkedQueue, *, hold: int = HOLD_SECONDS, wait_time: int = 1) -> None:
+    def __init__(
+        self,
+        queue: WalkedQueue,
+        *,
+        hold: int = HOLD_SECONDS,
+        wait_time: int = 1,
+        pause: Callable[[float], bool] = _sleep,
+    ) -> None:
         self.queue = queue
         self.hold = hold
         self.wait_time = wait_time
         """Seconds of each receive's long poll (0: none, at the risk of an early end)."""
+        self.pause = pause
         self.began = queue.server_time()
         self.sent_back: set[str] = set()
         """Input message ids of the letters moved back by this walk's owner."""
@@ -115,8 +129,7 @@ class Snapshot:
             # Empty, or only newer letters: the end, unless someone else holds letters
             # for a moment (the listener's own summary walk holds the old ones while
             # new ones keep coming).
-            if waited < OTHERS_WAIT and self._others_hold():
-                time.sleep(OTHERS_POLL)
+            if waited < OTHERS_WAIT and self._others_hold() and self.pause(OTHERS_POLL):
                 waited += OTHERS_POLL
                 continue
             return

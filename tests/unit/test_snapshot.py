@@ -90,3 +90,19 @@ def test_a_walk_gives_up_waiting_for_letters_held_elsewhere_for_good():
     assert list(Snapshot(queue).batches()) == []
     waits = dead_letters.OTHERS_WAIT / dead_letters.OTHERS_POLL
     assert queue.receives == dead_letters.IDLE_RECEIVES + waits
+
+
+def test_a_walk_waiting_for_letters_held_elsewhere_ends_at_once_when_its_pause_says_stop():
+    # Given letters held elsewhere for good, and a walk whose pause reports a stop
+    # (the listener's summary walk, when the listener is told to stop),
+    queue = ScriptedQueue([newer(n) for n in range(100)], others=3, others_for=10_000)
+    pauses: list[float] = []
+
+    def stopping(seconds: float) -> bool:
+        pauses.append(seconds)
+        return False
+
+    # when it walks the queue, then it ends after its first pause, without waiting more.
+    assert list(Snapshot(queue, pause=stopping).batches()) == []
+    assert pauses == [dead_letters.OTHERS_POLL]
+    assert queue.receives == dead_letters.IDLE_RECEIVES
