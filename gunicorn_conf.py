@@ -66,8 +66,12 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """Fetch the outbound checks' first answers, so no health check waits for them."""
+    """Fetch the outbound checks' first answers, so no health check waits for them; then
+    freeze what the worker's start left on the heap (bookd.supervision.heap)."""
+    from bookd.supervision.heap import freeze_startup_heap
+
     worker.wsgi.extensions["bookd_checks"].prefetch()
+    freeze_startup_heap()
 
 
 def child_exit(server, worker):

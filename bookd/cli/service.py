@@ -62,13 +62,21 @@ def listen(settings: Settings, owner: int | None) -> None:
             listener = BookListener(
                 settings,
                 on_tick=Supervised(settings, owner_pid=owner),
-                # Yield to the web workers once connected, not before: a start (a restart,
-                # a new replica) is then not held back by the workers booting beside it.
-                on_connected=lambda: os.nice(settings.listener_nice),
+                on_connected=lambda: _connected(settings),
                 tracing=tracing,
             )
             install_stop_signals(listener)
             listener.listen()
+
+
+def _connected(settings: Settings) -> None:
+    # Yield to the web workers once connected, not before: a start (a restart, a new
+    # replica) is then not held back by the workers booting beside it. Its clients
+    # made, what the start left on the heap is frozen (bookd.supervision.heap).
+    from bookd.supervision.heap import freeze_startup_heap
+
+    os.nice(settings.listener_nice)
+    freeze_startup_heap()
 
 
 @contextmanager
