@@ -81,10 +81,13 @@ def _outlive(owner: int) -> None:
     # supervisord notices a child's exit when the output it shares with its children
     # closes, or else on its next one-second poll, and the last of them to exit closes
     # it: if that is the master itself, supervisord wakes an instant before the kernel
-    # has the master ready to reap, and waits a second more. Exiting after the master
-    # (this process's parent changes then), the listener wakes it when it can reap.
+    # has the master ready to reap, and waits a second more. Exiting once the master is
+    # a zombie (whichever process started this one: the master, or a worker's Keeper),
+    # the listener wakes supervisord when it can reap it.
+    from bookd.supervision.lock import pid_alive
+
     deadline = time.monotonic() + OUTLIVE_SECONDS
-    while os.getppid() == owner and time.monotonic() < deadline:
+    while pid_alive(owner) and time.monotonic() < deadline:
         time.sleep(0.01)
 
 
