@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -69,26 +68,9 @@ def listen(settings: Settings, owner: int | None) -> None:
             install_stop_signals(listener)
             listener.listen()
     if owner is not None:
-        _outlive(owner)
+        from bookd.supervision.control import wait_for_owner_exit
 
-
-OUTLIVE_SECONDS = 1.0
-"""How long a stopped listener, its lock released, waits for its master to exit first."""
-
-
-def _outlive(owner: int) -> None:
-    # On a stop, the master (waiting in on_exit for the lock just released) exits next.
-    # supervisord notices a child's exit when the output it shares with its children
-    # closes, or else on its next one-second poll, and the last of them to exit closes
-    # it: if that is the master itself, supervisord wakes an instant before the kernel
-    # has the master ready to reap, and waits a second more. Exiting once the master is
-    # a zombie (whichever process started this one: the master, or a worker's Keeper),
-    # the listener wakes supervisord when it can reap it.
-    from bookd.supervision.lock import pid_alive
-
-    deadline = time.monotonic() + OUTLIVE_SECONDS
-    while pid_alive(owner) and time.monotonic() < deadline:
-        time.sleep(0.01)
+        wait_for_owner_exit(owner)  # its lock released: the master exits first
 
 
 def _connected(settings: Settings) -> None:
