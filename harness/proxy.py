@@ -12,8 +12,10 @@ It works on TCP bursts, not a full HTTP parser: the first burst after an answer
 starts a request (clients send the headers in one burst), which is enough to tell
 S3 from SQS (SQS's JSON protocol names its operation in ``X-Amz-Target``) and to
 pick the operation. Only where a fault needs it does it read lengths: a request it
-answers ``SlowDown`` is read whole first (by its Content-Length, or to its last
-chunk), so that the client reads the answer rather than a reset.
+answers with an error (``SlowDown`` or another) is read whole first (by its
+Content-Length, or to its last chunk), as S3 reads it, so that a client still
+sending its body (the CRT's uploads send it after the headers) reads the answer
+rather than a reset.
 """
 
 from __future__ import annotations
@@ -296,6 +298,8 @@ class Proxy:
                             break
                         held.append(fault)
                     elif fault is not None and fault.action != "stall":
+                        if fault.action != "reset":
+                            _read_rest(src, data)
                         self._refuse(src, fault, request)
                         break
                     pause = self.delay + (fault.seconds if fault is not None else 0.0)

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.handlers import add_expect_header
 
 from bookd.core.config import Settings
 from bookd.telemetry import metrics
@@ -64,28 +65,46 @@ def make_client(
         aws_session_token=settings.session_token,
         config=config,
     )
+    if service == "s3":
+        # bookd's objects are small (a book, a payload of at most a few MiB): waiting for
+        # "100 Continue" before sending one costs a whole extra round trip.
+        client.meta.events.unregister("before-call.s3", add_expect_header)
     _time_calls(client)
     if settings.aws_call_log is not None:
         _log_calls(client, settings.aws_call_log, purpose)
     return client
 
 
+def log_call(
+    path: Path, purpose: str, service: str, operation: str, target: str, *, versioned: bool = False
+) -> None:
+    """Append one call's service, operation, queue or bucket and ``purpose`` to ``path``."""
+    line = {
+        "purpose": purpose,
+        "service": service,
+        "operation": operation,
+        "target": target.rsplit("/", 1)[-1],
+        "versioned": versioned,
+    }
+    # One short line per write, appended: lines of several processes never mix.
+    with path.open("a") as log_file:
+        log_file.write(json.dumps(line) + "\n")
+
+
+def observe_call(service: str, operation: str, seconds: float, error: str | None) -> None:
+    """Time one call into bookd_aws_request_seconds; count its failure, if it failed."""
+    metrics.AWS_SECONDS.labels(service=service, operation=operation).observe(seconds)
+    if error is not None:
+        metrics.AWS_ERRORS.labels(service=service, operation=operation, code=error).inc()
+
+
 def _log_calls(client: Any, path: Path, purpose: str) -> None:
-    """Append each call's service, operation, queue or bucket and ``purpose`` to ``path``."""
+    """Log each call of ``client`` (log_call)."""
 
     def record(event_name: str, params: dict[str, Any], **_: Any) -> None:
         _, service, operation = event_name.split(".", 2)
         target = params.get("Bucket") or params.get("QueueName") or params.get("QueueUrl", "")
-        line = {
-            "purpose": purpose,
-            "service": service,
-            "operation": operation,
-            "target": str(target).rsplit("/", 1)[-1],
-            "versioned": "VersionId" in params,
-        }
-        # One short line per write, appended: lines of several processes never mix.
-        with path.open("a") as log_file:
-            log_file.write(json.dumps(line) + "\n")
+        log_call(path, purpose, service, operation, str(target), versioned="VersionId" in params)
 
     client.meta.events.register("before-parameter-build", record)
 
@@ -106,9 +125,8 @@ def _time_calls(client: Any) -> None:
     def observe(event_name: str, context: dict[str, Any], error: str | None) -> None:
         _, service, operation = event_name.split(".", 2)
         if started in context:
-            seconds = time.monotonic() - context.pop(started)
-            metrics.AWS_SECONDS.labels(service=service, operation=operation).observe(seconds)
-        if error is not None:
+            observe_call(service, operation, time.monotonic() - context.pop(started), error)
+        elif error is not None:
             metrics.AWS_ERRORS.labels(service=service, operation=operation, code=error).inc()
 
     def after(event_name: str, http_response: Any, parsed: Any, context: Any, **_: Any) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from botocore.handlers import add_expect_header
-
 from bookd.aws.codes import MISSING_CODES, call
 from bookd.core.errors import AwsFault, FaultKind
 from bookd.core.ports import MESSAGE_ID_METADATA, Payload, StoredVersion
@@ -26,18 +24,14 @@ class BookStore:
     def __init__(
         self, client: Any, *, bucket_owner: str | None = None, uploads: Any = None
     ) -> None:
-        """``uploads``: the client that puts books (default ``client``). The listener's
-        tries each put once in botocore, so that each SlowDown reaches bookd's limiter of
-        uploads (bookd.rules.limiter) at once, rather than being retried in the place it
-        holds."""
+        """``uploads``: what puts books, with botocore's ``put_object`` (default
+        ``client``). The listener's (bookd.aws.uploads) tries each put once, so that each
+        SlowDown reaches bookd's limiter of uploads (bookd.rules.limiter) at once, rather
+        than being retried in the place it holds."""
         self.client = client
         self._uploads = uploads if uploads is not None else client
         # ExpectedBucketOwner makes S3 refuse a bucket of the same name in another account.
         self._owner = {"ExpectedBucketOwner": bucket_owner} if bucket_owner else {}
-        # Books are small (an SQS body is at most 1 MiB): waiting for "100 Continue"
-        # before sending one costs a whole extra round trip per upload.
-        for each in {id(client): client, id(self._uploads): self._uploads}.values():
-            each.meta.events.unregister("before-call.s3", add_expect_header)
 
     def put(self, bucket: str, key: str, body: bytes, *, metadata: Mapping[str, str]) -> str:
         """Store the body and return the new version id ('' if versioning is off)."""
