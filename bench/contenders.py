@@ -34,6 +34,7 @@ from bookd.aws.clients import make_client
 from bookd.aws.provision import provision
 from bookd.aws.s3 import BookStore
 from bookd.aws.sqs import Queue
+from bookd.aws.uploads import listener_store
 from bookd.core.books import metadata_value
 from bookd.core.config import Settings
 from bookd.core.ports import BOOK_ID_METADATA, MESSAGE_ID_METADATA
@@ -415,8 +416,10 @@ def run_ceiling(
         settings = unique_settings(base)
         try:
             provision(settings)
-            # bookd's own PutObject (its client settings and headers), with nothing around it.
-            store = BookStore(make_client(settings.replace(endpoint_url=endpoint), "s3", pool=size))
+            # bookd's own PutObject (the listener's, through the CRT), with nothing around it.
+            store = listener_store(
+                settings.replace(endpoint_url=endpoint), pool=size, at_once=size, purpose="other"
+            )
 
             def put(book: Any, store: BookStore = store, settings: Settings = settings) -> None:
                 store.put(

@@ -5,8 +5,9 @@
 all at once on a pool of ``BOOKD_CONCURRENCY`` threads (as bookd uploads a group's
 titles); per FIFO group, one SendMessageBatch of its announcements in input order
 (bookd.core.ports.announcement: bookd's body and deduplication id); one
-DeleteMessageBatch. The clients are bookd.aws's (make_client, Queue, BookStore),
-so the floor pays bookd's client costs, and it runs at the listener's CPU priority
+DeleteMessageBatch. The clients are bookd.aws's (make_client, Queue, and the
+listener's BookStore, whose puts go through the CRT), so the floor pays bookd's
+client costs, and it runs at the listener's CPU priority
 (``BOOKD_LISTENER_NICE``); nothing else: no validation, no retries, no heartbeat,
 no metrics of its own, no logs. bookd's rate over the floor's is what bookd's own
 work costs it.
@@ -27,8 +28,8 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 from bookd.aws.clients import make_client
-from bookd.aws.s3 import BookStore
 from bookd.aws.sqs import Queue
+from bookd.aws.uploads import listener_store
 from bookd.core.books import metadata_value
 from bookd.core.config import Settings
 from bookd.core.ports import (
@@ -50,9 +51,7 @@ class Floor:
         self.settings = settings
         pool = settings.listener_connections  # as many as bookd's listener opens
         sqs = make_client(settings, "sqs", pool=pool)
-        self.store = BookStore(
-            make_client(settings, "s3", pool=pool), bucket_owner=settings.bucket_owner
-        )
+        self.store = listener_store(settings, pool=pool, purpose="other")
         self.input = Queue(sqs, settings.input_queue)
         self.output = Queue(sqs, settings.output_queue)
         self.uploads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="upload")

@@ -56,7 +56,8 @@ from botocore.exceptions import (
 )
 from botocore.utils import percent_encode
 
-from bookd.aws.clients import log_call, observe_call
+from bookd.aws.clients import log_call, make_client, observe_call
+from bookd.aws.s3 import BookStore
 from bookd.core.config import Settings
 
 CODELESS = {"AWS_ERROR_S3_INTERNAL_ERROR": "500", "AWS_ERROR_S3_SLOW_DOWN": "503"}
@@ -68,6 +69,33 @@ REFUSED = frozenset({"AWS_IO_SOCKET_CONNECTION_REFUSED", "AWS_IO_DNS_INVALID_NAM
 EndpointConnectionError); any other failure without an answer is a closed connection."""
 
 _PLACEHOLDER = "bookd-placeholder"
+
+
+def listener_store(
+    settings: Settings,
+    *,
+    pool: int,
+    at_once: int | None = None,
+    traced: bool = False,
+    purpose: str = "listener",
+) -> BookStore:
+    """The BookStore the listener puts books with; the bench's floor and ceiling use it
+    too, to pay bookd's own client costs.
+
+    Its reads go through a botocore client of ``pool`` connections. Its puts, at most
+    ``at_once`` at a time (default BOOKD_CONCURRENCY, the upload threads), are tried
+    once, so that a SlowDown goes to the limiter of uploads at once: through the CRT,
+    or with tracing on (``traced``) through botocore, whose instrumentation makes each
+    put a span of its message.
+    """
+    at_once = at_once or settings.concurrency
+    once = make_client(settings, "s3", pool=at_once, attempts=1, purpose=purpose)
+    uploads = once if traced else CrtUploads(settings, once, connections=at_once, purpose=purpose)
+    return BookStore(
+        make_client(settings, "s3", pool=pool, purpose=purpose),
+        bucket_owner=settings.bucket_owner,
+        uploads=uploads,
+    )
 
 
 class CrtUploads:

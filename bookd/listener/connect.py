@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from bookd.aws.clients import make_client
 from bookd.aws.s3 import BookStore
 from bookd.aws.sqs import Queue
-from bookd.aws.uploads import CrtUploads
+from bookd.aws.uploads import listener_store
 from bookd.core.config import Settings
 from bookd.rules.retry import Abandoned, Retry
 
@@ -35,18 +34,10 @@ class Adapters:
 
 
 def connect(settings: Settings, retry: Retry, *, stops: Callable[[], bool]) -> Adapters | None:
-    """The adapters once everything answers; None if ``stops`` says so first.
-
-    Books are put through the CRT (bookd.aws.uploads), or, with tracing on (the retry's),
-    through botocore, whose instrumentation makes each put a span of its message.
-    """
+    """The adapters once everything answers; None if ``stops`` says so first."""
     s = settings
-    s3 = make_client(s, "s3", pool=s.listener_connections, purpose="listener")
     sqs = make_client(s, "sqs", pool=s.listener_connections, purpose="listener")
-    # Puts are tried once: a SlowDown goes to the limiter of uploads at once.
-    once = make_client(s, "s3", pool=s.concurrency, attempts=1, purpose="listener")
-    uploads: Any = once if retry.tracing.enabled else CrtUploads(s, once, connections=s.concurrency)
-    store = BookStore(s3, bucket_owner=s.bucket_owner, uploads=uploads)
+    store = listener_store(s, pool=s.listener_connections, traced=retry.tracing.enabled)
 
     def reach() -> Adapters:
         adapters = Adapters(

@@ -10,15 +10,14 @@ import pytest
 
 from bookd.aws.clients import make_client
 from bookd.aws.s3 import BookStore
-from bookd.aws.uploads import CrtUploads
+from bookd.aws.uploads import listener_store
 from bookd.core.errors import AwsFault, FaultKind
 from harness.proxy import Fault
 
 
 def crt_store(settings) -> BookStore:
-    """A BookStore whose puts go through the CRT, as the listener's do."""
-    once = make_client(settings, "s3", attempts=1, pool=4)
-    return BookStore(make_client(settings, "s3"), uploads=CrtUploads(settings, once, connections=4))
+    """The listener's BookStore: its puts go through the CRT."""
+    return listener_store(settings, pool=4, purpose="other")
 
 
 def test_a_put_stores_the_bytes_the_metadata_and_a_checked_crc32(settings):
