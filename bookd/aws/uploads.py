@@ -118,17 +118,8 @@ class CrtUploads:
             aws_secret_access_key=settings.secret_access_key,
             aws_session_token=settings.session_token,
         ).get_credentials()
-        loops = EventLoopGroup(1)  # one C thread sends and receives for every upload
-        plain = (settings.endpoint_url or "https:").startswith("http:")
-        self._crt = S3Client(
-            bootstrap=ClientBootstrap(loops, DefaultHostResolver(loops)),
-            region=settings.region,
-            tls_mode=S3RequestTlsMode.DISABLED if plain else S3RequestTlsMode.ENABLED,
-            credential_provider=AwsCredentialsProvider.new_delegate(self._crt_credentials),
-            max_active_connections_override=connections,
-            retry_config=S3RetryConfig(retry_mode=S3RetryMode.NONE),
-            connect_timeout_ms=int(settings.check_timeout * 1000),
-        )
+        self._connections = connections
+        self._crt: S3Client | None = None
 
     def put_object(
         self,
@@ -189,7 +180,7 @@ class CrtUploads:
                 if name.lower() == "x-amz-version-id":
                     answer["VersionId"] = value
 
-        upload = self._crt.make_request(
+        upload = self._s3().make_request(
             type=S3RequestType.PUT_OBJECT,
             request=request,
             checksum_config=S3ChecksumConfig(
@@ -210,6 +201,26 @@ class CrtUploads:
             failure = EndpointConnectionError if exc.name in REFUSED else ConnectionClosedError
             raise failure(endpoint_url=f"{host}{url}", error=exc.name) from exc
         return answer
+
+    def _s3(self) -> S3Client:
+        """The CRT's client, made at the first put. Its event-loop thread is then made by an
+        upload thread, whose CPU priority it takes: the listener lowers its own once
+        connected (BOOKD_LISTENER_NICE), and a thread made before would keep the higher
+        one, competing with the web workers."""
+        with self._lock:
+            if self._crt is None:
+                loops = EventLoopGroup(1)  # one C thread sends and receives every upload
+                plain = (self._settings.endpoint_url or "https:").startswith("http:")
+                self._crt = S3Client(
+                    bootstrap=ClientBootstrap(loops, DefaultHostResolver(loops)),
+                    region=self._settings.region,
+                    tls_mode=S3RequestTlsMode.DISABLED if plain else S3RequestTlsMode.ENABLED,
+                    credential_provider=AwsCredentialsProvider.new_delegate(self._crt_credentials),
+                    max_active_connections_override=self._connections,
+                    retry_config=S3RetryConfig(retry_mode=S3RetryMode.NONE),
+                    connect_timeout_ms=int(self._settings.check_timeout * 1000),
+                )
+            return self._crt
 
     def _crt_credentials(self) -> AwsCredentials:
         frozen = self._credentials.get_frozen_credentials()

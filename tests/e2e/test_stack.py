@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -54,6 +55,25 @@ def test_four_workers_run_exactly_one_listener_across_reloads_and_recycling(make
         stack.get("/metrics")
     assert stack.processes(kind="listener") == [listener]
     assert stack.listener_state() == "running"
+
+
+def test_every_thread_of_the_listener_yields_the_cpu_once_books_flow(make_stack, queues):
+    # Threads take their CPU priority from the thread that makes them; the CRT's event
+    # loop (the uploads') must be made after the listener lowered its own.
+    stack = make_stack()
+    [listener] = stack.processes(kind="listener")
+    sent = send_books(queues, "nice", 20)
+    assert sorted(o["id"] for o in queues.outputs(len(sent), timeout=30)) == sorted(sent)
+    threads = {
+        int(tid): (Path(f"/proc/{listener}/task/{tid}/comm").read_text().strip())
+        for tid in os.listdir(f"/proc/{listener}/task")
+    }
+    assert any(name.startswith("AwsEventLoop") for name in threads.values()), threads
+    wanted = os.getpriority(os.PRIO_PROCESS, 0) + 10
+    priorities = {
+        f"{tid} {name}": os.getpriority(os.PRIO_PROCESS, tid) for tid, name in threads.items()
+    }
+    assert priorities == dict.fromkeys(priorities, wanted)
 
 
 def test_a_killed_listener_is_back_within_10_s_and_every_message_arrives_once(make_stack, queues):
