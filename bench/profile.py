@@ -25,6 +25,7 @@ from harness.stack import Stack
 from harness.workload import make_workload, preload
 
 CATEGORIES = (
+    ("awscrt: the uploads' calls into the CRT", ("awscrt/",)),
     ("botocore: signing (SigV4)", ("botocore/auth.py", "botocore/signers.py")),
     (
         "botocore: serializing, parsing, validating",
