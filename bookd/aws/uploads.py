@@ -68,6 +68,12 @@ REFUSED = frozenset({"AWS_IO_SOCKET_CONNECTION_REFUSED", "AWS_IO_DNS_INVALID_NAM
 """CRT errors of an endpoint that cannot be reached at all (botocore's
 EndpointConnectionError); any other failure without an answer is a closed connection."""
 
+SINGLE_PUT_BYTES = 8 * 1024 * 1024
+"""The largest body the CRT puts, in one PutObject. Past its part size the CRT would make
+a multipart upload (more calls, more permissions, another answer), so a larger book (one
+that came as an S3 pointer, up to BOOKD_PAYLOAD_MAX_BYTES) goes through botocore, in one
+PutObject like every other."""
+
 _PLACEHOLDER = "bookd-placeholder"
 
 
@@ -135,6 +141,8 @@ class CrtUploads:
         or the botocore error of the failure."""
         if self._credentials is None:
             raise NoCredentialsError()
+        if len(Body) > SINGLE_PUT_BYTES:
+            return self._botocore_put(Bucket, Key, Body, ContentType, Metadata, ExpectedBucketOwner)
         headers = [("Content-Type", ContentType)]
         for name, value in Metadata.items():
             if not value.isascii():  # as botocore checks: S3 headers are ASCII
@@ -157,13 +165,24 @@ class CrtUploads:
             raise
         finally:
             observe_call("s3", "PutObject", time.monotonic() - started, error)
+        return self._botocore_put(Bucket, Key, Body, ContentType, Metadata, ExpectedBucketOwner)
+
+    def _botocore_put(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        content_type: str,
+        metadata: Mapping[str, str],
+        owner: str | None,
+    ) -> dict[str, Any]:
         return self._client.put_object(  # type: ignore[no-any-return]
-            Bucket=Bucket,
-            Key=Key,
-            Body=Body,
-            ContentType=ContentType,
-            Metadata=dict(Metadata),
-            **({"ExpectedBucketOwner": ExpectedBucketOwner} if ExpectedBucketOwner else {}),
+            Bucket=bucket,
+            Key=key,
+            Body=body,
+            ContentType=content_type,
+            Metadata=dict(metadata),
+            **({"ExpectedBucketOwner": owner} if owner else {}),
         )
 
     def _put(
@@ -217,6 +236,8 @@ class CrtUploads:
                     tls_mode=S3RequestTlsMode.DISABLED if plain else S3RequestTlsMode.ENABLED,
                     credential_provider=AwsCredentialsProvider.new_delegate(self._crt_credentials),
                     max_active_connections_override=self._connections,
+                    part_size=SINGLE_PUT_BYTES,
+                    multipart_upload_threshold=SINGLE_PUT_BYTES,
                     retry_config=S3RetryConfig(retry_mode=S3RetryMode.NONE),
                     connect_timeout_ms=int(self._settings.check_timeout * 1000),
                 )

@@ -10,7 +10,7 @@ import pytest
 
 from bookd.aws.clients import make_client
 from bookd.aws.s3 import BookStore
-from bookd.aws.uploads import listener_store
+from bookd.aws.uploads import SINGLE_PUT_BYTES, listener_store
 from bookd.core.errors import AwsFault, FaultKind
 from harness.proxy import Fault
 
@@ -35,6 +35,18 @@ def test_a_put_stores_the_bytes_the_metadata_and_a_checked_crc32(settings):
     assert head["ContentType"] == "application/json"
     assert head["ChecksumCRC32"]  # sent by the CRT, checked and kept by S3
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
+
+
+@pytest.mark.parametrize("size", [SINGLE_PUT_BYTES, SINGLE_PUT_BYTES + 1])
+def test_a_large_book_is_one_put_on_either_side_of_the_crt_s_limit(settings, size):
+    # Past the CRT's part size it would make a multipart upload; botocore puts those.
+    s3 = make_client(settings, "s3")
+    bucket = settings.buckets["romance"]
+    body = b"x" * size
+    version = crt_store(settings).put(bucket, "large.json", body, metadata={"message-id": "m"})
+    head = s3.head_object(Bucket=bucket, Key="large.json", VersionId=version)
+    assert head["ContentLength"] == size
+    assert "-" not in head["ETag"], "a multipart upload's ETag"
 
 
 def test_s3_s_codes_come_through_as_botocore_s(settings):
