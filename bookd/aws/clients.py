@@ -66,8 +66,9 @@ def make_client(
         config=config,
     )
     if service == "s3":
-        # bookd's objects are small (a book, a payload of at most a few MiB): waiting for
-        # "100 Continue" before sending one costs a whole extra round trip.
+        # bookd's bodies are small (a book: under 1 MiB, or one that came as a pointer, at
+        # most BOOKD_PAYLOAD_MAX_BYTES): waiting for "100 Continue" before sending one
+        # costs a whole extra round trip, for the rare answer it would spare the bytes of.
         client.meta.events.unregister("before-call.s3", add_expect_header)
     _time_calls(client)
     if settings.aws_call_log is not None:
