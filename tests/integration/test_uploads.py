@@ -3,8 +3,10 @@ what S3 stores, and each failure reported as botocore reports it."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
+import zlib
 
 import pytest
 
@@ -33,7 +35,8 @@ def test_a_put_stores_the_bytes_the_metadata_and_a_checked_crc32(settings):
     assert version and head["VersionId"] == version
     assert head["Metadata"] == {"message-id": "m-1"}
     assert head["ContentType"] == "application/json"
-    assert head["ChecksumCRC32"]  # sent by the CRT, checked and kept by S3
+    # The CRC32 of the body: a client-side checksum, sent by the CRT, checked and kept by S3.
+    assert head["ChecksumCRC32"] == base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
 
 
