@@ -54,7 +54,7 @@ from botocore.exceptions import (
     ParamValidationError,
     ReadTimeoutError,
 )
-from botocore.utils import percent_encode
+from botocore.utils import get_environ_proxies, percent_encode
 
 from bookd.aws.clients import log_call, make_client, observe_call
 from bookd.aws.s3 import BookStore
@@ -91,12 +91,17 @@ def listener_store(
     Its reads go through a botocore client of ``pool`` connections. Its puts, at most
     ``at_once`` at a time (default BOOKD_CONCURRENCY, the upload threads), are tried
     once, so that a SlowDown goes to the limiter of uploads at once: through the CRT,
-    or with tracing on (``traced``) through botocore, whose instrumentation makes each
-    put a span of its message.
+    or through botocore with tracing on (``traced``: its instrumentation makes each put
+    a span of its message) or when HTTP(S)_PROXY applies to S3 (the CRT's client does
+    not read those variables; botocore does).
     """
     at_once = at_once or settings.concurrency
     once = make_client(settings, "s3", pool=at_once, attempts=1, purpose=purpose)
-    uploads = once if traced else CrtUploads(settings, once, connections=at_once, purpose=purpose)
+    s3_url = settings.endpoint_url or f"https://s3.{settings.region}.amazonaws.com"
+    botocore_puts = traced or bool(get_environ_proxies(s3_url))
+    uploads = (
+        once if botocore_puts else CrtUploads(settings, once, connections=at_once, purpose=purpose)
+    )
     return BookStore(
         make_client(settings, "s3", pool=pool, purpose=purpose),
         bucket_owner=settings.bucket_owner,
