@@ -29,7 +29,6 @@ from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
-import boto3
 from awscrt.auth import AwsCredentials, AwsCredentialsProvider
 from awscrt.exceptions import AwsCrtError
 from awscrt.http import HttpHeaders, HttpRequest
@@ -45,6 +44,7 @@ from awscrt.s3 import (
     S3RetryConfig,
     S3RetryMode,
 )
+from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -56,7 +56,7 @@ from botocore.exceptions import (
 )
 from botocore.utils import get_environ_proxies, percent_encode
 
-from bookd.aws.clients import log_call, make_client, observe_call
+from bookd.aws.clients import credentials, log_call, make_client, observe_call
 from bookd.aws.s3 import BookStore
 from bookd.core.config import Settings
 
@@ -121,14 +121,11 @@ class CrtUploads:
         self._settings = settings
         self._client = client
         self._purpose = purpose
-        self._timeout = settings.check_timeout + settings.wait_time + 10  # botocore's pair
+        # As long as botocore would wait for a put: to connect, then for the answer.
+        self._timeout = client.meta.config.connect_timeout + client.meta.config.read_timeout
         self._bases: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
-        self._credentials = boto3.session.Session(
-            aws_access_key_id=settings.access_key_id,
-            aws_secret_access_key=settings.secret_access_key,
-            aws_session_token=settings.session_token,
-        ).get_credentials()
+        self._credentials = credentials(settings)
         self._connections = connections
         self._crt: S3Client | None = None
 
@@ -239,7 +236,7 @@ class CrtUploads:
                     bootstrap=ClientBootstrap(loops, DefaultHostResolver(loops)),
                     region=self._settings.region,
                     tls_mode=S3RequestTlsMode.DISABLED if plain else S3RequestTlsMode.ENABLED,
-                    credential_provider=AwsCredentialsProvider.new_delegate(self._crt_credentials),
+                    credential_provider=self._credential_provider(),
                     max_active_connections_override=self._connections,
                     part_size=SINGLE_PUT_BYTES,
                     multipart_upload_threshold=SINGLE_PUT_BYTES,
@@ -248,9 +245,21 @@ class CrtUploads:
                 )
             return self._crt
 
+    def _credential_provider(self) -> AwsCredentialsProvider:
+        """Keys that never change are handed to the CRT once. Those that botocore
+        refreshes (a role's) are asked of it at each put: a call into Python from the
+        CRT's thread, for the GIL, that the fixed keys spare each put."""
+        if isinstance(self._credentials, RefreshableCredentials):
+            return AwsCredentialsProvider.new_delegate(self._crt_credentials)
+        return AwsCredentialsProvider.new_static(*self._frozen())
+
     def _crt_credentials(self) -> AwsCredentials:
+        return AwsCredentials(*self._frozen())
+
+    def _frozen(self) -> tuple[str, str, str | None]:
+        assert self._credentials is not None  # put_object checks
         frozen = self._credentials.get_frozen_credentials()
-        return AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token)
+        return frozen.access_key, frozen.secret_key, frozen.token
 
     def _base(self, bucket: str) -> tuple[str, str]:
         """The bucket's host and path prefix, as botocore's endpoint rules place it."""

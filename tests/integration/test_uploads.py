@@ -9,10 +9,12 @@ import socket
 import zlib
 
 import pytest
+from botocore.credentials import RefreshableCredentials
 
+from bookd.aws import uploads
 from bookd.aws.clients import make_client
 from bookd.aws.s3 import BookStore
-from bookd.aws.uploads import SINGLE_PUT_BYTES, listener_store
+from bookd.aws.uploads import SINGLE_PUT_BYTES, CrtUploads, listener_store
 from bookd.core.errors import AwsFault, FaultKind
 from harness.proxy import Fault
 
@@ -98,3 +100,33 @@ def test_an_endpoint_that_refuses_is_unavailable(settings):
             )
     assert raised.value.kind is FaultKind.UNAVAILABLE
     assert raised.value.code in {"EndpointConnectionError", "ConnectionClosedError"}
+
+
+def test_fixed_keys_go_to_the_crt_once_and_a_role_s_are_asked_for_at_each_put(
+    settings, monkeypatch
+):
+    # Each ask is a call into Python from the CRT's thread; a role's keys are refreshed.
+    asked = []
+    original = CrtUploads._crt_credentials
+    monkeypatch.setattr(
+        CrtUploads, "_crt_credentials", lambda self: asked.append(1) or original(self)
+    )
+    bucket = settings.buckets["scifi"]
+    crt_store(settings).put(bucket, "fixed.json", b"{}", metadata={})
+    assert asked == []
+
+    role = RefreshableCredentials.create_from_metadata(
+        {
+            "access_key": "test",
+            "secret_key": "test",
+            "token": "t",
+            "expiry_time": "2999-01-01T00:00:00Z",
+        },
+        refresh_using=lambda: {},
+        method="test-role",
+    )
+    monkeypatch.setattr(uploads, "credentials", lambda _: role)
+    store = crt_store(settings)
+    for n in range(3):
+        assert store.put(bucket, f"role-{n}.json", b"{}", metadata={})
+    assert len(asked) >= 3
