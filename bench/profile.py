@@ -6,20 +6,27 @@ changing it, while it does: only the thread that holds the GIL at each sample, w
 where the listener's Python CPU goes (its fifty threads mostly wait on sockets). The
 SVG goes to bench/results/listener-flame.svg (open it in a browser: each box is a
 function, as wide as its share of the samples), and the share of each kind of work to
-stdout.
+stdout, with the listener's CPU per book over the first recording by thread: py-spy
+sees Python's threads only, and the CRT's threads spend theirs in C.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.contenders import ROOT
 from bookd.aws.provision import provision
 from bookd.core.config import Settings
+from bookd.telemetry.metrics import READ_SECONDS
+from harness.procfs import cpu_by_thread_name
 from harness.resources import remove_resources, unique_settings
 from harness.stack import Stack
 from harness.workload import make_workload, preload
@@ -74,6 +81,27 @@ def summary(collapsed: Path) -> str:
     )
 
 
+def finished(stack: Stack) -> float:
+    """Messages the stack's listener has finished so far (bookd_messages_processed_total)."""
+    time.sleep(READ_SECONDS + 0.1)  # a worker reuses its read of the files that long
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(stack.get("/metrics").text)
+        for sample in family.samples
+        if sample.name == "bookd_messages_processed_total"
+    )
+
+
+def by_thread(before: dict[str, float], after: dict[str, float], books: float) -> str:
+    """CPU per book between two readings of cpu_by_thread_name, by thread name."""
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    lines = [f"listener CPU per book over {books:.0f} books, by thread name:"]
+    for name, seconds in sorted(used.items(), key=lambda item: -item[1]):
+        lines.append(f"{seconds * 1000 / books:6.3f} ms  {name}")
+    total = sum(used.values()) * 1000 / books
+    return "\n".join([*lines, f"{total:6.3f} ms  in all"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--books", type=int, default=16000)
@@ -94,14 +122,19 @@ def main(argv: list[str] | None = None) -> int:
             collapsed = work / "listener-stacks.txt"
             flame = args.out / "listener-flame.svg"
             # Two recordings one after the other, of the same steady work.
+            books, cpu = finished(stack), cpu_by_thread_name(listener)
             record(listener, args.seconds / 2, "raw", collapsed)
+            done = finished(stack)  # first, then the CPU at once: one window for both
+            threads = by_thread(cpu, cpu_by_thread_name(listener), done - books)
             record(listener, args.seconds / 2, "flamegraph", flame)
         finally:
             stack.cleanup()
+        print(f"flame graph: {flame}")
+        print(summary(collapsed))
+        print(threads)
     finally:
         remove_resources(settings)
-    print(f"flame graph: {flame}")
-    print(summary(collapsed))
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

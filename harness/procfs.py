@@ -33,6 +33,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_thread_name(pid: int) -> dict[str, float]:
+    """User plus system CPU time of the process's live threads, summed by thread name
+    (Python's threads all bear the interpreter's; native libraries name their own)."""
+    found: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        found[name] = found.get(name, 0.0) + seconds
+    return found
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory (VmRSS) of a process, in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
