@@ -97,8 +97,7 @@ def listener_store(
     """
     at_once = at_once or settings.concurrency
     once = make_client(settings, "s3", pool=at_once, attempts=1, purpose=purpose)
-    s3_url = settings.endpoint_url or f"https://s3.{settings.region}.amazonaws.com"
-    botocore_puts = traced or bool(get_environ_proxies(s3_url))
+    botocore_puts = traced or bool(get_environ_proxies(once.meta.endpoint_url))
     uploads = (
         once if botocore_puts else CrtUploads(settings, once, connections=at_once, purpose=purpose)
     )
@@ -122,7 +121,8 @@ class CrtUploads:
         self._client = client
         self._purpose = purpose
         # As long as botocore would wait for a put: to connect, then for the answer.
-        self._timeout = client.meta.config.connect_timeout + client.meta.config.read_timeout
+        self._connect_timeout = client.meta.config.connect_timeout
+        self._timeout = self._connect_timeout + client.meta.config.read_timeout
         self._bases: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
         self._credentials = credentials(settings)
@@ -241,7 +241,7 @@ class CrtUploads:
                     part_size=SINGLE_PUT_BYTES,
                     multipart_upload_threshold=SINGLE_PUT_BYTES,
                     retry_config=S3RetryConfig(retry_mode=S3RetryMode.NONE),
-                    connect_timeout_ms=int(self._settings.check_timeout * 1000),
+                    connect_timeout_ms=int(self._connect_timeout * 1000),
                 )
             return self._crt
 
