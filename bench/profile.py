@@ -94,6 +94,8 @@ def finished(stack: Stack) -> float:
 
 def by_thread(before: dict[str, float], after: dict[str, float], books: float) -> str:
     """CPU per book between two readings of cpu_by_thread_name, by thread name."""
+    if books <= 0:  # the queue ran dry before the recording: nothing to spread it over
+        return "listener CPU by thread: no book finished while it was read"
     used = {name: after[name] - before.get(name, 0.0) for name in after}
     lines = [f"listener CPU per book over {books:.0f} books, by thread name:"]
     for name, seconds in sorted(used.items(), key=lambda item: -item[1]):
