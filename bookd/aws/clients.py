@@ -67,6 +67,8 @@ def make_client(
             aws_access_key_id=settings.access_key_id,
             aws_secret_access_key=settings.secret_access_key,
             aws_session_token=settings.session_token,
+            # None: botocore's default, the system's certificates.
+            verify=str(settings.ca_bundle) if settings.ca_bundle else None,
             config=config,
         )
     if service == "s3":

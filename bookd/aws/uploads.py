@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
@@ -32,7 +33,14 @@ from xml.etree import ElementTree
 from awscrt.auth import AwsCredentials, AwsCredentialsProvider
 from awscrt.exceptions import AwsCrtError
 from awscrt.http import HttpHeaders, HttpRequest
-from awscrt.io import ClientBootstrap, DefaultHostResolver, EventLoopGroup
+from awscrt.io import (
+    ClientBootstrap,
+    ClientTlsContext,
+    DefaultHostResolver,
+    EventLoopGroup,
+    TlsConnectionOptions,
+    TlsContextOptions,
+)
 from awscrt.s3 import (
     S3ChecksumAlgorithm,
     S3ChecksumConfig,
@@ -53,6 +61,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ParamValidationError,
     ReadTimeoutError,
+    SSLError,
 )
 from botocore.utils import get_environ_proxies, percent_encode
 
@@ -219,6 +228,9 @@ class CrtUploads:
         except AwsCrtError as exc:
             if exc.name in CODELESS:
                 raise CodelessAnswer(CODELESS[exc.name]) from exc
+            if exc.name.startswith("AWS_IO_TLS"):
+                # An untrusted certificate, or a name it does not cover: as botocore says it.
+                raise SSLError(endpoint_url=f"https://{host}{url}", error=exc) from exc
             failure = EndpointConnectionError if exc.name in REFUSED else ConnectionClosedError
             raise failure(endpoint_url=f"{host}{url}", error=exc.name) from exc
         return answer
@@ -232,10 +244,14 @@ class CrtUploads:
             if self._crt is None:
                 loops = EventLoopGroup(1)  # one C thread sends and receives every upload
                 plain = (self._settings.endpoint_url or "https:").startswith("http:")
+                bundle = self._settings.ca_bundle
+                # None: the system's certificates, as botocore's clients use then.
+                trust = _trusting(bundle) if bundle and not plain else None
                 self._crt = S3Client(
                     bootstrap=ClientBootstrap(loops, DefaultHostResolver(loops)),
                     region=self._settings.region,
                     tls_mode=S3RequestTlsMode.DISABLED if plain else S3RequestTlsMode.ENABLED,
+                    tls_connection_options=trust,
                     credential_provider=self._credential_provider(),
                     max_active_connections_override=self._connections,
                     part_size=SINGLE_PUT_BYTES,
@@ -272,6 +288,14 @@ class CrtUploads:
                 )
                 self._bases[bucket] = (url.netloc, url.path.removesuffix(f"/{_PLACEHOLDER}"))
             return self._bases[bucket]
+
+
+def _trusting(ca_bundle: Path) -> TlsConnectionOptions:
+    """TLS that checks S3's certificate against ``ca_bundle`` (AWS_CA_BUNDLE), as every
+    botocore client of these settings does, instead of against the system's."""
+    options = TlsContextOptions()
+    options.override_default_trust_store_from_path(None, str(ca_bundle))
+    return ClientTlsContext(options).new_connection_options()
 
 
 class CodelessAnswer(Exception):

@@ -105,6 +105,15 @@ def path(raw: str) -> Path:
     return Path(raw.strip()).absolute()
 
 
+def pem_file(raw: str) -> Path:
+    """A file of certificates to trust, which must be there when bookd starts: a path
+    that names none would fail every TLS call later, as an outage."""
+    found = path(raw)
+    if not found.is_file():
+        raise ValueError("names no file; give the path of a PEM file of CA certificates")
+    return found
+
+
 def buckets(raw: str) -> dict[str, str]:
     result: dict[str, str] = {}
     for pair in filter(None, (p.strip() for p in raw.split(","))):
@@ -183,6 +192,14 @@ class Settings:
     )
     session_token: str | None = setting(
         "AWS_SESSION_TOKEN", None, optional, "session token, for temporary credentials"
+    )
+    ca_bundle: Path | None = setting(
+        "AWS_CA_BUNDLE",
+        None,
+        lambda raw: pem_file(raw) if raw.strip() else None,
+        "certificates (a PEM file) that S3 and SQS endpoints over https are checked "
+        "against, instead of the system's: a private CA, or LocalStack's own",
+        shown="unset",
     )
     input_queue: str = setting("BOOKD_INPUT_QUEUE", "InputQueue.fifo", fifo_queue, "queue of books")
     output_queue: str = setting(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import time
 import urllib.error
@@ -153,8 +154,13 @@ class Checks:
 
     def _localstack_health(self) -> dict[str, Any]:
         url = f"{self.settings.endpoint_url}/_localstack/health"
+        bundle = self.settings.ca_bundle
+        # Over https, LocalStack's certificate is checked as the S3 and SQS clients check it.
+        trust = ssl.create_default_context(cafile=str(bundle)) if bundle else None
         try:
-            with urllib.request.urlopen(url, timeout=self.settings.check_timeout) as response:
+            with urllib.request.urlopen(
+                url, timeout=self.settings.check_timeout, context=trust
+            ) as response:
                 health = json.load(response)
         except (OSError, ValueError) as exc:
             return {"ok": False, "error": f"LocalStack at {url} did not answer: {exc}"}

@@ -35,6 +35,18 @@ def test_the_bucket_map_is_read_from_genre_equals_bucket_pairs():
     assert s.all_buckets == ["books-ro", "books-sf"]
 
 
+def test_a_ca_bundle_must_name_a_file_that_is_there(tmp_path, monkeypatch):
+    # A path that names nothing would fail every TLS call later, as if S3 and SQS were down.
+    with pytest.raises(ConfigError, match="AWS_CA_BUNDLE='none.pem' names no file"):
+        Settings.from_env({"AWS_CA_BUNDLE": "none.pem"})
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.chdir(tmp_path)
+    s = Settings.from_env({"AWS_CA_BUNDLE": "ca.pem"})
+    assert s.ca_bundle == tmp_path / "ca.pem"
+    assert Settings.from_env(s.to_env()).ca_bundle == s.ca_bundle
+    assert Settings.from_env({"AWS_CA_BUNDLE": ""}).ca_bundle is None
+
+
 @pytest.mark.parametrize(
     ("env", "named"),
     [
