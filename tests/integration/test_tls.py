@@ -68,6 +68,25 @@ def test_the_health_check_trusts_the_bundle_too(tls_settings):
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted["error"]
 
 
+def test_the_health_check_loads_certificates_once_and_only_for_https(tls_settings, monkeypatch):
+    # Loading a bundle costs 20-30 ms of CPU; a refresh each second would pay it each time.
+    loaded = []
+    make_context = ssl.create_default_context
+    monkeypatch.setattr(
+        ssl, "create_default_context", lambda **kw: loaded.append(kw) or make_context(**kw)
+    )
+    over_https = Checks(tls_settings)
+    for _ in range(3):
+        assert over_https._localstack_health()["ok"] is True
+    assert loaded == [{"cafile": str(tls_settings.ca_bundle)}]
+
+    plain = tls_settings.replace(
+        endpoint_url=f"http://localhost:{urlsplit(tls_settings.endpoint_url).port}"
+    )
+    assert Checks(plain)._localstack_health()["ok"] is True
+    assert len(loaded) == 1
+
+
 def test_a_book_goes_through_the_listener_over_tls(tls_settings, queues, start_listener):
     start_listener(tls_settings)
     queues.send(
