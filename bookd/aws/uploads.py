@@ -243,14 +243,13 @@ class CrtUploads:
         with self._lock:
             if self._crt is None:
                 loops = EventLoopGroup(1)  # one C thread sends and receives every upload
-                plain = (self._settings.endpoint_url or "https:").startswith("http:")
-                bundle = self._settings.ca_bundle
+                tls, bundle = self._settings.over_tls, self._settings.ca_bundle
                 # None: the system's certificates, as botocore's clients use then.
-                trust = _trusting(bundle) if bundle and not plain else None
+                trust = _trusting(bundle) if bundle and tls else None
                 self._crt = S3Client(
                     bootstrap=ClientBootstrap(loops, DefaultHostResolver(loops)),
                     region=self._settings.region,
-                    tls_mode=S3RequestTlsMode.DISABLED if plain else S3RequestTlsMode.ENABLED,
+                    tls_mode=S3RequestTlsMode.ENABLED if tls else S3RequestTlsMode.DISABLED,
                     tls_connection_options=trust,
                     credential_provider=self._credential_provider(),
                     max_active_connections_override=self._connections,

@@ -491,6 +491,11 @@ class Settings:
         return self.state_dir / "metrics"
 
     @property
+    def over_tls(self) -> bool:
+        """Whether S3 and SQS calls go over https: to AWS (no endpoint), or to an https one."""
+        return not (self.endpoint_url or "https:").startswith("http:")
+
+    @property
     def all_buckets(self) -> list[str]:
         """Each bucket once, in a stable order."""
         return sorted(set(self.buckets.values()))

@@ -152,7 +152,7 @@ class Checks:
         the S3 and SQS clients check theirs, else the system's; None over http.
         Made once: loading certificates costs 20-30 ms of CPU, which each refresh, every
         second, would take from the requests this worker serves."""
-        if not (self.settings.endpoint_url or "").startswith("https:"):
+        if not self.settings.over_tls:
             return None
         if self._tls is None:
             bundle = self.settings.ca_bundle

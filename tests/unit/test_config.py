@@ -35,6 +35,14 @@ def test_the_bucket_map_is_read_from_genre_equals_bucket_pairs():
     assert s.all_buckets == ["books-ro", "books-sf"]
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "over_tls"),
+    [("http://127.0.0.1:4566", False), ("https://localhost:4566", True), ("", True)],
+)
+def test_calls_go_over_tls_to_aws_and_to_an_https_endpoint(endpoint, over_tls):
+    assert Settings.from_env({"BOOKD_ENDPOINT_URL": endpoint}).over_tls is over_tls
+
+
 def test_a_ca_bundle_must_name_a_file_that_is_there(tmp_path, monkeypatch):
     # A path that names nothing would fail every TLS call later, as if S3 and SQS were down.
     with pytest.raises(ConfigError, match="AWS_CA_BUNDLE='none.pem' names no file"):
