@@ -20,8 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from bench.contenders import ROOT
 from bookd.aws.provision import provision
 from bookd.core.config import Settings
@@ -84,12 +82,7 @@ def summary(collapsed: Path) -> str:
 def finished(stack: Stack) -> float:
     """Messages the stack's listener has finished so far (bookd_messages_processed_total)."""
     time.sleep(READ_SECONDS + 0.1)  # a worker reuses its read of the files that long
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(stack.get("/metrics").text)
-        for sample in family.samples
-        if sample.name == "bookd_messages_processed_total"
-    )
+    return stack.metric("bookd_messages_processed_total")
 
 
 def by_thread(before: dict[str, float], after: dict[str, float], books: float) -> str:
